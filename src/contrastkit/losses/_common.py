@@ -52,7 +52,8 @@ def prepare(
         if max_views is not None and max_views != min_views:
             wanted = f"{min_views} <= V <= {max_views}"
         raise ValueError(
-            f"{loss}: z must have {wanted} views (shape {_SHAPE}); got V={v}, shape {tuple(z.shape)}"
+            f"{loss}: z must have {wanted} views (shape {_SHAPE}); "
+            f"got V={v}, shape {tuple(z.shape)}"
         )
     if d < 1:
         raise ValueError(f"{loss}: z must have D >= 1 features; got shape {tuple(z.shape)}")

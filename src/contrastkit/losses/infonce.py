@@ -145,7 +145,7 @@ def mv_infonce(
     check_reduction(reduction, loss="mv_infonce")
     z = prepare(z, loss="mv_infonce", normalize=normalize)
     scale = 1.0 / temperature
-    n, v, _ = z.shape
+    v = z.shape[1]
     logits = within_instance_logits(z, scale=scale)
     off_diagonal = ~torch.eye(v, dtype=torch.bool, device=z.device)
     positive = logits[:, off_diagonal].logsumexp(dim=1)

@@ -36,7 +36,7 @@ def pvc(
     For ordered views ``alpha != beta`` the anchor ``(i, alpha)`` has the single positive
     ``(i, beta)``; the other views of instance ``i`` are left out of its denominator:
 
-        CE(i,alpha,beta) = -s(i alpha, i beta) + LSE_{c in {(i,beta)} ∪ {(j,m): j != i}} s(i alpha, c)
+        CE(i,alpha,beta) = -s(ia, ib) + LSE_{c in {(i,beta)} ∪ {(j,m): j != i}} s(ia, c)
         geometric:  l(i,alpha) = mean_beta CE
         arithmetic: l(i,alpha) = -LSE_beta(-CE) + log(V - 1)
         loss_i = mean_alpha l(i,alpha)

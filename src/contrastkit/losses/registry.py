@@ -80,7 +80,7 @@ def available() -> list[str]:
 
 
 class LearnableTemperature(nn.Module):
-    """A positive temperature learnt as ``exp(-log_scale)`` (CLIP-style), clamped at ``max_scale``."""
+    """Positive temperature learnt as ``exp(-log_scale)`` (CLIP), scale clamped at ``max_scale``."""
 
     def __init__(self, initial: float = 0.07, max_scale: float = 100.0) -> None:
         super().__init__()

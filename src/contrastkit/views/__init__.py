@@ -1,0 +1,1 @@
+"""Making views: per modality, batched, on the device (``feature``: views in embedding space)."""
