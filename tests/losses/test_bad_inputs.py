@@ -83,7 +83,7 @@ def test_supcon_label_checks():
         L.supcon(z, torch.tensor([0, 1, 0]))
     with pytest.raises(TypeError, match="labels must be an integer tensor"):
         L.supcon(z, torch.tensor([0.0, 1.0, 0.0, 1.0]))
-    with pytest.raises(TypeError, match="labels must be an integer torch.Tensor"):
+    with pytest.raises(TypeError, match=r"labels must be an integer torch\.Tensor"):
         L.supcon(z, [0, 1, 0, 1])
     with pytest.raises(ValueError, match="no anchor in the batch has a positive"):
         L.supcon(torch.randn(4, 1, 3), torch.arange(4))
