@@ -115,7 +115,7 @@ def test_half_precision_matches_float32(case, dtype):
     the same (rounded) inputs."""
     v = 3 if case.max_views is None else case.max_views
     z32 = random_batch(32, v, 16, seed=1, dtype=torch.float32).to(dtype).float()
-    extras = _extras(case, z32)
+    extras = case.extras(z32, torch.Generator().manual_seed(0))  # float32 extras
     hp = {case.temperature_name: 0.05} if case.temperature_name else {}
 
     z_low = z32.to(dtype).requires_grad_(True)

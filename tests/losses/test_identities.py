@@ -223,8 +223,38 @@ def test_registry_and_modules():
 
 
 def test_learnable_siglip_module_trains_its_temperature_and_bias():
-    module = L.SigLIP()
+    module = L.get("siglip")
+    assert isinstance(module, L.SigLIP)
     z = random_batch(6, 2, 4, seed=0).float()
     torch.testing.assert_close(module(z), L.siglip(z), rtol=1e-5, atol=1e-6)
     module(z).backward()
-    assert module.bias.grad is not None and module.temperature.log_scale.grad is not None
+    assert module.bias_parameter.grad is not None
+    assert module.temperature_module.log_scale.grad is not None
+    assert len(list(module.parameters())) == 2
+    fixed = L.SigLIP(learnable=False, bias=-5.0)
+    assert len(list(fixed.parameters())) == 0
+    torch.testing.assert_close(fixed(z), L.siglip(z, bias=-5.0))
+
+
+def test_tensor_hyperparameters_are_registered():
+    temperature = torch.nn.Parameter(torch.tensor(0.2))
+    module = L.InfoNCE(temperature=temperature)
+    assert list(module.parameters()) == [temperature]
+    z = random_batch(4, 2, 3, seed=0)
+    module(z).backward()
+    assert temperature.grad is not None and torch.isfinite(temperature.grad)
+    buffered = L.MVDHEL(temperature=torch.tensor(0.3))
+    assert "temperature" in dict(buffered.named_buffers())
+    torch.testing.assert_close(buffered(z), L.mv_dhel(z, temperature=0.3))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 3.0])
+def test_alignment_gradient_is_finite_for_identical_views(alpha):
+    z = _orthogonal_identical_views(4, 2).requires_grad_(True)
+    L.alignment(z, alpha=alpha).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_soft_supcon_all_zero_scores_error_names_the_cause():
+    with pytest.raises(ValueError, match="every score between different rows is 0"):
+        L.soft_supcon(random_batch(4, 2, 3, seed=0), torch.zeros(4, 4, dtype=torch.float64))

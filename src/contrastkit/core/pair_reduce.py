@@ -98,6 +98,70 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+Partial = Tensor | tuple[Tensor, Tensor]
+
+
+def reduce_block(
+    logits: Tensor, mask: Tensor, term: Term, weights: Tensor | None = None
+) -> Partial:
+    """Reduce one ``[Ra, Rc]`` logit block of one term to a partial result.
+
+    Partials of several candidate blocks are combined by :func:`merge_partials`: a
+    :class:`LogSumExp` partial is the block's LSE ``[Ra]`` (or its ``top_k`` largest masked
+    logits ``[Ra, k]``); a :class:`WeightedSum` partial is ``(Σ w·logit, Σ w)``; a
+    :class:`SoftmaxMean` partial is ``(expected logit within the block, block LSE)``.
+    Rows with an empty set give ``-inf`` LSEs and zero sums, never NaN.
+    """
+    if isinstance(term, LogSumExp):
+        masked = logits.masked_fill(~mask, float("-inf"))
+        if term.top_k is not None:
+            return masked.topk(min(term.top_k, masked.shape[1]), dim=1).values
+        return torch.logsumexp(masked, dim=1)
+    if isinstance(term, WeightedSum):
+        w = mask.to(logits.dtype) if weights is None else torch.where(mask, weights, 0.0)
+        return (torch.where(mask, logits, 0.0) * w).sum(dim=1), w.sum(dim=1)
+    if isinstance(term, SoftmaxMean):
+        masked = logits.masked_fill(~mask, float("-inf"))
+        lse = torch.logsumexp(masked, dim=1)
+        # rows with an empty set: softmax over zeros (finite), then masked out below
+        safe = torch.where(mask.any(dim=1, keepdim=True), masked, 0.0)
+        probs = torch.softmax(safe, dim=1) * mask
+        if term.detach_weights:
+            probs = probs.detach()
+        return (probs * torch.where(mask, logits, 0.0)).sum(dim=1), lse
+    raise TypeError(f"terms must be LogSumExp, WeightedSum or SoftmaxMean; got {term!r}")
+
+
+def merge_partials(term: Term, partials: Sequence[Partial], num_rows: int, like: Tensor) -> Partial:
+    """Combine the partial results of one term over candidate blocks into its final value."""
+    if not partials:  # the set is empty for every row
+        empty = torch.full((num_rows,), float("-inf"), dtype=like.dtype, device=like.device)
+        zeros = torch.zeros(num_rows, dtype=like.dtype, device=like.device)
+        return (
+            empty
+            if isinstance(term, LogSumExp)
+            else (zeros, empty if isinstance(term, SoftmaxMean) else zeros)
+        )
+    if isinstance(term, LogSumExp):
+        if term.top_k is not None:
+            values = torch.cat(list(partials), dim=1)  # type: ignore[arg-type]
+            values = values.topk(min(term.top_k, values.shape[1]), dim=1).values
+            return torch.logsumexp(values, dim=1)
+        return torch.logsumexp(torch.stack(list(partials), dim=1), dim=1)  # type: ignore[arg-type]
+    if isinstance(term, WeightedSum):
+        return (
+            torch.stack([p[0] for p in partials], dim=1).sum(dim=1),  # type: ignore[index]
+            torch.stack([p[1] for p in partials], dim=1).sum(dim=1),  # type: ignore[index]
+        )
+    expected = torch.stack([p[0] for p in partials], dim=1)  # type: ignore[index]
+    block_lse = torch.stack([p[1] for p in partials], dim=1)  # type: ignore[index]
+    total_lse = torch.logsumexp(block_lse, dim=1)
+    share = torch.exp(block_lse - total_lse[:, None])  # each block's share of the softmax mass
+    if isinstance(term, SoftmaxMean) and term.detach_weights:
+        share = share.detach()
+    return (share * expected).sum(dim=1), total_lse
+
+
 def dense_pair_reduce(
     anchors: Tensor,
     candidates: Tensor,
@@ -107,40 +171,33 @@ def dense_pair_reduce(
     *,
     scale: float | Tensor,
     candidate_bias: Tensor | None = None,
-) -> list[Tensor | tuple[Tensor, Tensor]]:
-    """Dense path: one ``[Ra, Rc]`` logit block, every term reduced from it.
+) -> list[Partial]:
+    """One ``[Ra, Rc]`` logit block, every term reduced from it (final values, not partials).
 
     Shapes: ``anchors [Ra, D]``, ``candidates [Rc, D]``, ``candidate_bias [Rc]``.
-    Returns one entry per term: a ``[Ra]`` tensor for :class:`LogSumExp`, a pair of ``[Ra]``
-    tensors for :class:`WeightedSum` and :class:`SoftmaxMean`.
     """
     logits = (anchors @ candidates.T) * scale
     if candidate_bias is not None:
         logits = logits + candidate_bias[None, :]
-    results: list[Tensor | tuple[Tensor, Tensor]] = []
+    results = []
     for term in terms:
         mask = term.mask.block(anchor_ids, candidate_ids)
-        if isinstance(term, LogSumExp):
-            masked = logits.masked_fill(~mask, float("-inf"))
-            if term.top_k is not None and term.top_k < masked.shape[1]:
-                masked = masked.topk(term.top_k, dim=1).values
-            results.append(torch.logsumexp(masked, dim=1))
-        elif isinstance(term, WeightedSum):
-            weights = mask.to(logits.dtype)
-            if term.weights is not None:
-                weights = weights * term.weights.block(anchor_ids, candidate_ids).to(logits.dtype)
-            total = (torch.where(mask, logits, 0.0) * weights).sum(dim=1)
-            results.append((total, weights.sum(dim=1)))
-        elif isinstance(term, SoftmaxMean):
-            masked = logits.masked_fill(~mask, float("-inf"))
-            lse = torch.logsumexp(masked, dim=1)
-            probs = torch.softmax(masked, dim=1)
-            if term.detach_weights:
-                probs = probs.detach()
-            results.append(((probs * torch.where(mask, logits, 0.0)).sum(dim=1), lse))
-        else:
-            raise TypeError(f"terms must be LogSumExp, WeightedSum or SoftmaxMean; got {term!r}")
+        weights = _weights_block(term, anchor_ids, candidate_ids, logits.dtype)
+        partial = reduce_block(logits, mask, term, weights)
+        results.append(merge_partials(term, [partial], len(anchor_ids), logits))
     return results
+
+
+def _weights_block(
+    term: Term, anchors: RowIds, candidates: RowIds, dtype: torch.dtype
+) -> Tensor | None:
+    if isinstance(term, WeightedSum) and term.weights is not None:
+        return term.weights.block(anchors, candidates).to(dtype)
+    return None
+
+
+_SAME_VIEW = PairMask.where(view="same")
+_OTHER_VIEW = PairMask.where(view="other")
 
 
 def pair_reduce(
@@ -152,7 +209,7 @@ def pair_reduce(
     anchor_views: Sequence[int] | None = None,
     candidate_views: Sequence[int] | None = None,
     candidate_bias: Tensor | None = None,
-) -> list[Tensor | tuple[Tensor, Tensor]]:
+) -> list[Partial]:
     """Masked pair reductions over the rows of a multi-view batch.
 
     Args:
@@ -166,42 +223,52 @@ def pair_reduce(
         candidate_bias: optional ``[N, V]`` additive logit bias of each candidate row.
 
     Returns:
-        One entry per term, reshaped to ``[N, Va]`` (``Va = len(anchor_views)``): a tensor for
+        One entry per term, shaped ``[N, Va]`` (``Va = len(anchor_views)``): a tensor for
         :class:`LogSumExp`, a pair of tensors for :class:`WeightedSum` / :class:`SoftmaxMean`.
+
+    The batch is processed in ``[N, N]`` blocks, one per (anchor view, candidate view), and a
+    block is skipped when no term's set can meet it (e.g. MV-DHEL's within-view sets never
+    meet other-view blocks, so it costs ``O(V N² D)``, not ``O(V² N² D)``).
     """
-    n, v, d = z.shape
-    all_views = list(range(v))
-    anchor_views = all_views if anchor_views is None else list(anchor_views)
-    candidate_views = all_views if candidate_views is None else list(candidate_views)
-    ids = RowIds.for_batch(n, v, labels=labels, device=z.device)
+    n, v, _ = z.shape
+    anchor_views = list(range(v)) if anchor_views is None else list(anchor_views)
+    candidate_views = list(range(v)) if candidate_views is None else list(candidate_views)
+    instance = torch.arange(n, device=z.device)
+    label = None if labels is None else labels.to(device=z.device, dtype=torch.long)
 
-    anchors = z[:, anchor_views].reshape(-1, d)
-    candidates = z[:, candidate_views].reshape(-1, d)
-    anchor_ids = _rows_of_views(ids, n, v, anchor_views)
-    candidate_ids = _rows_of_views(ids, n, v, candidate_views)
-    bias = None
-    if candidate_bias is not None:
-        bias = candidate_bias[:, candidate_views].reshape(-1)
+    def ids_of_view(view: int) -> RowIds:
+        return RowIds(instance, torch.full_like(instance, view), label)
 
-    results = dense_pair_reduce(
-        anchors, candidates, anchor_ids, candidate_ids, terms, scale=scale, candidate_bias=bias
-    )
-    va = len(anchor_views)
-    shaped: list[Tensor | tuple[Tensor, Tensor]] = []
-    for result in results:
-        if isinstance(result, tuple):
-            shaped.append(tuple(part.reshape(n, va) for part in result))  # type: ignore[arg-type]
-        else:
-            shaped.append(result.reshape(n, va))
-    return shaped
+    per_term: list[list[Partial]] = [[] for _ in terms]
+    for a in anchor_views:
+        anchor_ids = ids_of_view(a)
+        partials: list[list[Partial]] = [[] for _ in terms]
+        for c in candidate_views:
+            reachable = _SAME_VIEW if a == c else _OTHER_VIEW
+            active = [k for k, term in enumerate(terms) if not (term.mask & reachable).is_empty()]
+            if not active:
+                continue
+            candidate_ids = ids_of_view(c)
+            logits = (z[:, a] @ z[:, c].T) * scale
+            if candidate_bias is not None:
+                logits = logits + candidate_bias[None, :, c]
+            for k in active:
+                term = terms[k]
+                mask = term.mask.block(anchor_ids, candidate_ids)
+                weights = _weights_block(term, anchor_ids, candidate_ids, logits.dtype)
+                partials[k].append(reduce_block(logits, mask, term, weights))
+        for k, term in enumerate(terms):
+            per_term[k].append(merge_partials(term, partials[k], n, z))
+    return [_stack_views(results) for results in per_term]
 
 
-def _rows_of_views(ids: RowIds, n: int, v: int, views: list[int]) -> RowIds:
-    index = (
-        torch.arange(n, device=ids.instance.device)[:, None] * v
-        + torch.tensor(views, device=ids.instance.device)[None, :]
-    ).reshape(-1)
-    return ids.select(index)
+def _stack_views(results: list[Partial]) -> Partial:
+    if isinstance(results[0], tuple):
+        return (
+            torch.stack([r[0] for r in results], dim=1),  # type: ignore[index]
+            torch.stack([r[1] for r in results], dim=1),  # type: ignore[index]
+        )
+    return torch.stack(results, dim=1)  # type: ignore[arg-type]
 
 
 def within_instance_logits(z: Tensor, *, scale: float | Tensor) -> Tensor:

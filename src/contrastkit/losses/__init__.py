@@ -3,6 +3,7 @@
 registry entry (:func:`get`, :func:`available`). Definitions: ``docs/losses.md``.
 """
 
+import torch
 from torch import Tensor, nn
 
 from contrastkit.losses.cacr import cacr
@@ -39,35 +40,31 @@ SoftSupCon = register("soft_supcon", soft_supcon, "SoftSupCon")
 SoftContrastive = register("soft_contrastive", soft_contrastive, "SoftContrastive")
 Alignment = register("alignment", alignment, "Alignment")
 Uniformity = register("uniformity", uniformity, "Uniformity")
-_SigLIPFixed = register("siglip", siglip, "SigLIPFixed")
 
 
-class SigLIP(nn.Module):
-    """SigLIP with a learnable temperature and bias (paper init: scale 10, bias -10)."""
+class _LearnableSigLIP(LossModule):
+    """SigLIP's temperature and bias are learnt by default (``learnable=True``): the module
+    holds ``log_scale`` (temperature = exp(-log_scale)) and ``bias`` as parameters, initialised
+    from ``temperature`` and ``bias`` (paper: 0.1 and -10)."""
 
-    def __init__(
-        self,
-        *,
-        temperature: float = 0.1,
-        bias: float = -10.0,
-        normalize: bool = True,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__()
-        self.temperature = LearnableTemperature(temperature, max_scale=float("inf"))
-        self.bias = nn.Parameter(Tensor([bias]).squeeze())
-        self.normalize = normalize
-        self.reduction = reduction
+    def __init__(self, *, learnable: bool = True, **hyperparameters: object) -> None:
+        super().__init__(**hyperparameters)
+        self.learnable = learnable
+        if learnable:
+            temperature = float(self.current_hyperparameters()["temperature"])
+            bias = float(self.current_hyperparameters()["bias"])
+            self.temperature_module = LearnableTemperature(temperature, max_scale=float("inf"))
+            self.bias_parameter = nn.Parameter(torch.tensor(bias))
 
-    def forward(self, z: Tensor) -> Tensor:
-        return siglip(
-            z,
-            temperature=self.temperature(),
-            bias=self.bias,
-            normalize=self.normalize,
-            reduction=self.reduction,
-        )  # type: ignore[arg-type]
+    def forward(self, z: Tensor, *inputs: Tensor) -> Tensor:
+        hyperparameters = self.current_hyperparameters()
+        if self.learnable:
+            hyperparameters["temperature"] = self.temperature_module()
+            hyperparameters["bias"] = self.bias_parameter
+        return type(self).fn(z, *inputs, **hyperparameters)
 
+
+SigLIP = register("siglip", siglip, "SigLIP", base=_LearnableSigLIP)
 
 __all__ = [
     "CACR",

@@ -115,7 +115,9 @@ def reduce(per_instance: Tensor, reduction: Reduction) -> Tensor:
     return per_instance.mean() if reduction == "mean" else per_instance
 
 
-def reduce_valid(per_instance: Tensor, valid: Tensor, reduction: Reduction, *, loss: str) -> Tensor:
+def reduce_valid(
+    per_instance: Tensor, valid: Tensor, reduction: Reduction, *, loss: str, why: str
+) -> Tensor:
     """Reduction for losses where some instances may have no positive.
 
     Invalid instances are 0 in ``reduction="none"`` and excluded from the mean; a batch with no
@@ -123,8 +125,7 @@ def reduce_valid(per_instance: Tensor, valid: Tensor, reduction: Reduction, *, l
     """
     if not bool(valid.any()):
         raise ValueError(
-            f"{loss}: no anchor in the batch has a positive (every label is unique and V = 1); "
-            "the loss is undefined"
+            f"{loss}: no anchor in the batch has a positive ({why}); the loss is undefined"
         )
     per_instance = torch.where(valid, per_instance, torch.zeros_like(per_instance))
     if reduction == "none":

@@ -35,6 +35,14 @@ def gaussian_log_energy(z: Tensor, t: float) -> Tensor:
     return rows - t * squared_norm
 
 
+def _power_of_distance(difference: Tensor, alpha: float) -> Tensor:
+    """``||difference||^alpha`` with a zero (not NaN or inf) gradient where the distance is 0."""
+    squared = difference.pow(2).sum(dim=-1)
+    positive = squared > 0
+    safe = torch.where(positive, squared, torch.ones_like(squared))
+    return torch.where(positive, safe.pow(alpha / 2), torch.zeros_like(squared))
+
+
 def alignment(
     z: Tensor,
     *,
@@ -46,10 +54,7 @@ def alignment(
     check_positive(alpha, name="alpha", loss="alignment")
     check_reduction(reduction, loss="alignment")
     z = prepare(z, loss="alignment", normalize=normalize, min_instances=1)
-    # (d²)^(alpha/2) rather than ||.||^alpha: the gradient at d = 0 is 0 for alpha >= 2, not NaN.
-    distances = [
-        (z[:, a] - z[:, b]).pow(2).sum(dim=-1).pow(alpha / 2) for a, b in pair_views(z.shape[1])
-    ]
+    distances = [_power_of_distance(z[:, a] - z[:, b], alpha) for a, b in pair_views(z.shape[1])]
     return reduce(torch.stack(distances, dim=1).mean(dim=1), reduction)
 
 

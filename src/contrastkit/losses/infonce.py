@@ -197,6 +197,7 @@ def supcon(
         positive_count,
         reduction,
         loss="supcon",
+        why="every label is unique and V = 1",
         factor=1.0 if base_temperature is None else temperature / base_temperature,
     )
 
@@ -208,6 +209,7 @@ def _mean_over_anchors_with_positives(
     reduction: Reduction,
     *,
     loss: str,
+    why: str,
     factor: float | Tensor = 1.0,
 ) -> Tensor:
     """``[N, V]`` anchor statistics to per-instance SupCon-style values (see :func:`supcon`)."""
@@ -218,4 +220,4 @@ def _mean_over_anchors_with_positives(
     )
     anchors_used = has_positive.sum(dim=1)
     per_instance = anchor_terms.sum(dim=1) / anchors_used.clamp(min=1).to(anchor_terms.dtype)
-    return reduce_valid(per_instance * factor, anchors_used > 0, reduction, loss=loss)
+    return reduce_valid(per_instance * factor, anchors_used > 0, reduction, loss=loss, why=why)

@@ -41,9 +41,10 @@ def pvc(
         arithmetic: l(i,alpha) = -LSE_beta(-CE) + log(V - 1)
         loss_i = mean_alpha l(i,alpha)
 
-    Difference from the official code: its arithmetic aggregation applies the log-sum-exp to
-    batch-averaged cross-entropies and subtracts ``log(batch size)``; here it is per instance
-    with ``log(V - 1)``, the paper's arithmetic mean of the per-positive likelihoods.
+    Difference from the official code: its arithmetic aggregation is
+    ``LSE_beta(+CE) - log(batch size)`` over batch-averaged cross-entropies (note the sign inside
+    the LSE); here it is per instance, ``-LSE_beta(-CE) + log(V - 1)``: minus the log of the
+    arithmetic mean of the per-positive likelihoods ``exp(-CE)``, as the paper defines it.
     """
     check_positive(temperature, name="temperature", loss="pvc")
     check_reduction(reduction, loss="pvc")

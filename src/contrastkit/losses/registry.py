@@ -24,7 +24,9 @@ class LossModule(nn.Module):
     """Thin module around a loss function: ``forward(z, *inputs)`` = ``fn(z, *inputs, **hparams)``.
 
     Hyperparameters are checked against the function's keyword-only arguments when the module
-    is built, so a misspelt name fails at once.
+    is built, so a misspelt name fails at once. Tensor hyperparameters are registered: an
+    ``nn.Parameter`` (e.g. a learnable temperature) as a parameter, any other tensor as a
+    buffer, so ``.parameters()`` and ``.to(device)`` see them.
     """
 
     fn: ClassVar[Callable[..., Tensor]]
@@ -39,10 +41,25 @@ class LossModule(nn.Module):
                 f"{type(self).name}: unknown hyperparameter(s) {unknown}; "
                 f"accepted: {sorted(allowed)}"
             )
-        self.hyperparameters = {**allowed, **hyperparameters}
+        self.hyperparameters: dict[str, Any] = {}
+        self._tensor_names: list[str] = []
+        for key, value in {**allowed, **hyperparameters}.items():
+            if isinstance(value, nn.Parameter):
+                self.register_parameter(key, value)
+                self._tensor_names.append(key)
+            elif isinstance(value, Tensor):
+                self.register_buffer(key, value)
+                self._tensor_names.append(key)
+            else:
+                self.hyperparameters[key] = value
+
+    def current_hyperparameters(self) -> dict[str, Any]:
+        """All hyperparameters, tensors included, as passed to the loss function."""
+        tensors = {key: getattr(self, key) for key in self._tensor_names}
+        return {**self.hyperparameters, **tensors}
 
     def forward(self, z: Tensor, *inputs: Tensor) -> Tensor:
-        return type(self).fn(z, *inputs, **self.hyperparameters)
+        return type(self).fn(z, *inputs, **self.current_hyperparameters())
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
@@ -57,12 +74,19 @@ def keyword_arguments(fn: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-def register(name: str, fn: Callable[..., Tensor], class_name: str) -> type[LossModule]:
-    """Create the module class of ``fn`` and register it under ``name``."""
+def register(
+    name: str,
+    fn: Callable[..., Tensor],
+    class_name: str,
+    base: type[LossModule] = LossModule,
+) -> type[LossModule]:
+    """Create the module class of ``fn`` (a subclass of ``base``) and register it as ``name``."""
     if name in _REGISTRY:
         raise ValueError(f"loss {name!r} is already registered")
     doc = f"Module form of :func:`contrastkit.losses.{name}`.\n\n{inspect.getdoc(fn) or ''}"
-    cls = type(class_name, (LossModule,), {"fn": staticmethod(fn), "name": name, "__doc__": doc})
+    if base.__doc__ and base is not LossModule:
+        doc = f"{base.__doc__}\n\n{doc}"
+    cls = type(class_name, (base,), {"fn": staticmethod(fn), "name": name, "__doc__": doc})
     _REGISTRY[name] = cls
     return cls
 

@@ -28,9 +28,9 @@ def soft_supcon(
 ) -> Tensor:
     """SupCon with a real-valued positive mask (SPACE-2, He et al., COLING 2022).
 
-    ``scores[i, j]`` in [0, 1] is the semantic similarity of instances ``i`` and ``j`` (SPACE-2:
-    the tree-overlap score of their dialog frames; the diagonal is 1, so the other dropout view
-    of the same turn is a full positive). With ``M = scores[i, j]`` for rows ``(i,a) != (j,b)``:
+    ``scores[i, j] >= 0`` is the semantic similarity of instances ``i`` and ``j`` (SPACE-2: the
+    tree-overlap score of their dialog frames, in [0, 1]; the diagonal is 1, so the other dropout
+    view of the same turn is a full positive). With ``M = scores[i, j]`` for ``(i,a) != (j,b)``:
 
         term(i,a) = LSE_{c != (i,a)} s(ia, c) - Σ_c M s(ia, c) / Σ_c M
 
@@ -58,7 +58,12 @@ def soft_supcon(
         scale=1.0 / temperature,
     )
     return _mean_over_anchors_with_positives(
-        denominator, positive_sum, positive_total, reduction, loss="soft_supcon"
+        denominator,
+        positive_sum,
+        positive_total,
+        reduction,
+        loss="soft_supcon",
+        why="every score between different rows is 0",
     )
 
 
@@ -126,7 +131,8 @@ def soft_contrastive(
         )
     if not bool(torch.isfinite(h).all()):
         raise ValueError("soft_contrastive: h contains NaN or Inf values")
-    h = h.to(z.dtype)
+    dtype = torch.promote_types(z.dtype, h.dtype)
+    z, h = z.to(dtype), h.to(dtype)
     if detach_input:
         h = h.detach()
 
