@@ -1,0 +1,97 @@
+"""Checkpoints: safetensors weights + a training-state file, written atomically.
+
+A checkpoint is a folder ``checkpoints/epoch-0005/`` holding ``model.safetensors`` (every
+tensor of the model's ``state_dict``) and ``state.pt`` (optimizer, schedule, counters, RNG
+states, the run config; plain containers and tensors only, read back with
+``torch.load(weights_only=True)``). The folder is written under a temporary name and renamed
+into place, and ``checkpoints/latest`` is replaced atomically afterwards, so a run killed at
+any moment leaves either the previous or the new checkpoint, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+WEIGHTS = "model.safetensors"
+STATE = "state.pt"
+LATEST = "latest"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    checkpoint_dir: Path,
+    name: str,
+    *,
+    weights: dict[str, Tensor],
+    state: dict[str, Any],
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint ``name`` atomically, point ``latest`` at it, keep the newest ``keep``."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=checkpoint_dir, prefix=f".{name}."))
+    try:
+        tensors = {k: v.detach().contiguous().cpu().clone() for k, v in weights.items()}
+        save_file(tensors, str(tmp / WEIGHTS))
+        torch.save(state, tmp / STATE)
+        final = checkpoint_dir / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(checkpoint_dir / LATEST, name + "\n")
+    _prune(checkpoint_dir, keep=keep, protect=name)
+    return final
+
+
+def _prune(checkpoint_dir: Path, *, keep: int, protect: str) -> None:
+    folders = sorted(
+        p for p in checkpoint_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    for old in folders[: max(0, len(folders) - keep)]:
+        if old.name != protect:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in checkpoint_dir.glob(".*"):  # temporaries of a killed write
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The folder ``latest`` points at, or None when there is no complete checkpoint."""
+    pointer = checkpoint_dir / LATEST
+    if not pointer.is_file():
+        return None
+    folder = checkpoint_dir / pointer.read_text().strip()
+    if not (folder / WEIGHTS).is_file() or not (folder / STATE).is_file():
+        raise FileNotFoundError(f"{pointer} points at {folder}, which is not a complete checkpoint")
+    return folder
+
+
+def load_checkpoint(folder: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """``(weights, state)`` of a checkpoint folder; never unpickles arbitrary objects."""
+    weights = load_file(str(folder / WEIGHTS))
+    state = torch.load(folder / STATE, weights_only=True, map_location="cpu")
+    return weights, state

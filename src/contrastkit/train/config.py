@@ -1,0 +1,260 @@
+"""Typed run configuration: dataclasses, loadable from YAML, overridable with dotted keys.
+
+    config = load_config("configs/images/digits.yaml", overrides=["train.epochs=50"])
+
+Every key is checked: an unknown key or a value of the wrong type is a :class:`ConfigError`
+naming the key (with a suggestion for a near miss). Loss hyperparameters live in the free-form
+``loss.params`` mapping and are checked by the loss registry when the loss is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration file, key or value (the message names it)."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits | fashion_mnist | cifar10 | cifar100 | image_folder
+    root: str | None = None  # dataset folder; default: $CONTRASTKIT_DATA or ../shared/data
+    train_limit: int | None = None  # use only the first N training images (stratified)
+    test_limit: int | None = None
+
+
+@dataclass
+class ViewsConfig:
+    preset: str | None = None  # augmentation preset; default: the dataset's own
+    views: int = 4  # V views per image
+    size: int | None = None  # output side; default: the dataset's image size
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "small_cnn"  # small_cnn | resnet18 | resnet50
+    width: int = 32  # small_cnn channel width
+    cifar_stem: bool = True  # resnets: 3x3 stem without max-pool
+    head_hidden: int = 256
+    head_out: int = 64
+    head_layers: int = 2
+
+
+@dataclass
+class LossConfig:
+    name: str = "mv_dhel"  # any name of contrastkit.losses.available()
+    params: dict[str, Any] = field(default_factory=dict)  # hyperparameters; {}: paper defaults
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | sgd | lars
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.9  # sgd / lars
+    warmup_epochs: float = 1.0  # linear warmup, then cosine decay to 0
+    lars_eta: float = 0.02
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    seed: int = 0
+    accelerator: str = "auto"  # auto | cpu | cuda | gpu | mps
+    devices: int = 1
+    precision: str = "32-true"  # Lightning Fabric precision: 32-true | bf16-mixed | 16-mixed
+    eval_every: int = 10  # online kNN / linear probe every K epochs (0: only at the end)
+    checkpoint_every: int = 1  # epochs between checkpoints
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    linear_epochs: int = 100
+    score_samples: int = 5000  # negative pairs sampled for the score histograms
+    baselines: bool = True  # untrained encoder and raw inputs
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# Short command-line aliases for the most used keys.
+ALIASES = {
+    "loss": "loss.name",
+    "views": "views.views",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+    "lr": "optim.lr",
+    "dataset": "data.name",
+    "temperature": "loss.params.temperature",
+    "backbone": "model.backbone",
+    "precision": "train.precision",
+    "accelerator": "train.accelerator",
+}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _check_type(value: Any, annotation: Any, key: str) -> Any:
+    """Return ``value`` converted to ``annotation`` (int -> float allowed) or raise."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key} must be a mapping; got {value!r}")
+        return dict(value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if isinstance(value, bool) and annotation is not bool:
+            raise ConfigError(f"config key {key} must be {annotation.__name__}; got {value!r}")
+        if not isinstance(value, annotation):
+            raise ConfigError(
+                f"config key {key} must be {annotation.__name__}; got {value!r} "
+                f"({type(value).__name__})"
+            )
+        return value
+    return value
+
+
+def _unknown_key(key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _all_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for name, annotation in _field_types(cls).items():
+        if dataclasses.is_dataclass(annotation):
+            keys.extend(_all_keys(annotation, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '(top)'} must be a mapping")
+    fields = _field_types(cls)
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in fields:
+            raise _unknown_key(key, _all_keys(RunConfig))
+        annotation = fields[name]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _build(annotation, value or {}, f"{key}.")
+        else:
+            kwargs[name] = _check_type(value, annotation, key)
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any]) -> RunConfig:
+    """Build a :class:`RunConfig` from nested mappings (missing keys keep their defaults)."""
+    return _build(RunConfig, values or {})
+
+
+def apply_override(values: dict[str, Any], assignment: str) -> None:
+    """Apply one ``key=value`` (dotted key, YAML value) to nested mappings in place."""
+    if "=" not in assignment:
+        raise ConfigError(
+            f"override {assignment!r} must look like key=value (e.g. train.epochs=50)"
+        )
+    key, raw = assignment.split("=", 1)
+    key = ALIASES.get(key.strip(), key.strip())
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {assignment!r}: value is not valid YAML ({error})") from None
+    parts = key.split(".")
+    if parts[:2] != ["loss", "params"] and key not in _all_keys(RunConfig):
+        raise _unknown_key(key, _all_keys(RunConfig) + list(ALIASES))
+    node = values
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
+    """Defaults, then the YAML file (if any), then ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}:{where} is not valid YAML") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    values = dataclasses.asdict(config_from_dict(values))
+    for assignment in overrides:
+        apply_override(values, assignment)
+    return config_from_dict(values)
+
+
+def config_difference(a: RunConfig, b: RunConfig, *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ between two configs (``ignore``: keys to skip)."""
+
+    def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "params":
+                out.update(flatten(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    return sorted(k for k in set(fa) | set(fb) if k not in ignore and fa.get(k) != fb.get(k))

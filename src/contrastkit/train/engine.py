@@ -1,0 +1,247 @@
+"""The training engine: devices and precision (Lightning Fabric), the epoch/step loop, the
+warmup-cosine schedule, progress bars, ``metrics.jsonl`` + TensorBoard, atomic checkpoints and
+exact resume. It knows nothing about modalities: a recipe hands it a :class:`Task`.
+
+Determinism: the data order of epoch ``e`` comes from a generator seeded with ``(seed, e)`` and
+the global RNG is re-seeded from ``(seed, step)`` before every step (augmentations, dropout),
+so a run resumed from a checkpoint takes exactly the steps an uninterrupted run takes and, on
+the CPU, ends with the same parameters and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from lightning_fabric import Fabric
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from contrastkit.train.checkpoint import (
+    atomic_write_text,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from contrastkit.train.config import RunConfig, config_difference, config_from_dict
+from contrastkit.train.optim import build_optimizer, warmup_cosine
+
+# Keys that may change when a run is resumed (they do not change what a step computes).
+RESUMABLE_CHANGES = (
+    "train.epochs",
+    "train.progress",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+)
+
+
+class Task(Protocol):
+    """What a recipe gives the engine."""
+
+    model: nn.Module  # every parameter and buffer that is trained or checkpointed
+
+    def num_train(self) -> int: ...
+
+    def setup(self, fabric: Fabric) -> None:
+        """Move data and modules to ``fabric.device`` (called once, before training)."""
+
+    def training_step(self, model: nn.Module, indices: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Loss of one batch of training-set indices, and scalars to log. ``model`` is
+        ``self.model`` as wrapped by Fabric (precision, DDP): call it, not ``self.model``."""
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Hook after each optimizer step (momentum encoders, queues)."""
+
+    def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
+        """Metrics of the current model (online evaluation and the final one)."""
+
+
+class Engine:
+    """Trains a :class:`Task` into ``run_dir`` (``config.yaml``, ``metrics.jsonl``,
+    ``checkpoints/``, ``tensorboard/``); :meth:`fit` returns the final metrics."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, task: Task, *, resume: bool = False):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.task = task
+        self.resume = resume
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    # -- setup -----------------------------------------------------------------------------
+    def _check_resume(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        folder = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir.exists() else None
+        if folder is None:
+            if self.resume and self.metrics_path.exists():
+                raise FileNotFoundError(
+                    f"--resume: no complete checkpoint in {self.checkpoint_dir}"
+                )
+            return None
+        weights, state = load_checkpoint(folder)
+        saved = config_from_dict(state["config"])
+        differences = config_difference(saved, self.config, ignore=RESUMABLE_CHANGES)
+        if differences:
+            raise ValueError(
+                f"checkpoint {folder} was made with a different config "
+                f"(differs in: {', '.join(differences)}); use another --output folder"
+            )
+        return weights, state
+
+    def _prepare_run_dir(self, resumed: bool, epoch: int) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
+        if resumed and self.metrics_path.exists():
+            kept = [
+                line
+                for line in self.metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("epoch", 0) <= epoch
+            ]
+            atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
+        elif not resumed:
+            atomic_write_text(self.metrics_path, "")
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cfg = self.config.train
+        if not self.resume and self.checkpoint_dir.exists() and any(self.checkpoint_dir.iterdir()):
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --output folder"
+            )
+        restored = self._check_resume() if self.resume else None
+
+        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision)
+        torch.manual_seed(cfg.seed)
+        self.task.setup(fabric)
+        optim_cfg = self.config.optim
+        params = [p for p in self.task.model.parameters() if p.requires_grad]
+        optimizer = build_optimizer(
+            optim_cfg.name,
+            params,
+            lr=optim_cfg.lr,
+            weight_decay=optim_cfg.weight_decay,
+            momentum=optim_cfg.momentum,
+            lars_eta=optim_cfg.lars_eta,
+        )
+        model, optimizer = fabric.setup(self.task.model, optimizer)
+
+        n = self.task.num_train()
+        batch = min(cfg.batch_size, n)
+        steps_per_epoch = max(1, n // batch)
+        total_steps = steps_per_epoch * cfg.epochs
+        warmup_steps = round(optim_cfg.warmup_epochs * steps_per_epoch)
+
+        start_epoch, step, elapsed = 0, 0, 0.0
+        if restored is not None:
+            weights, state = restored
+            self.task.model.load_state_dict(weights, strict=True)
+            optimizer.load_state_dict(state["optimizer"])
+            start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
+        self._prepare_run_dir(restored is not None, start_epoch)
+
+        writer = _tensorboard(self.run_dir / "tensorboard")
+        started = time.perf_counter() - elapsed
+        result: dict[str, Any] = {}
+        bar = tqdm(
+            total=total_steps,
+            initial=step,
+            disable=not cfg.progress,
+            unit="step",
+            desc=f"{self.config.loss.name} V={self.config.views.views}",
+            leave=False,
+        )
+        try:
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                model.train()
+                order = torch.randperm(
+                    n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+                )
+                losses = []
+                for k in range(steps_per_epoch):
+                    torch.manual_seed(cfg.seed * 1_000_003 + step)
+                    lr = optim_cfg.lr * warmup_cosine(
+                        step, total_steps=total_steps, warmup_steps=warmup_steps
+                    )
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    indices = order[k * batch : (k + 1) * batch]
+                    loss, logs = self.task.training_step(model, indices)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"loss is {float(loss)} at epoch {epoch}, step {step}; "
+                            "lower the learning rate or raise the temperature"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    fabric.backward(loss)
+                    optimizer.step()
+                    self.task.after_optimizer_step(step, total_steps)
+                    step += 1
+                    losses.append(float(loss.detach()))
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
+                    if writer is not None:
+                        writer.add_scalar("train/loss", losses[-1], step)
+                        writer.add_scalar("train/lr", lr, step)
+                        for key, value in logs.items():
+                            writer.add_scalar(f"train/{key}", value, step)
+                record: dict[str, Any] = {
+                    "epoch": epoch,
+                    "step": step,
+                    "loss": sum(losses) / len(losses),
+                    "lr": lr,
+                    "seconds": round(time.perf_counter() - started, 3),
+                }
+                final = epoch == cfg.epochs
+                if final or (cfg.eval_every and epoch % cfg.eval_every == 0):
+                    model.eval()
+                    result = self.task.evaluate(epoch, final=final)
+                    record.update({k: v for k, v in result.items() if _is_number(v)})
+                    if writer is not None:
+                        for key, value in record.items():
+                            if key not in ("epoch", "step") and _is_number(value):
+                                writer.add_scalar(f"epoch/{key}", value, epoch)
+                with self.metrics_path.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                if final or epoch % max(1, cfg.checkpoint_every) == 0:
+                    self._save(epoch, step, optimizer, time.perf_counter() - started)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        result["wall_seconds"] = round(time.perf_counter() - started, 3)
+        result["epochs"] = cfg.epochs
+        result["steps"] = step
+        return result
+
+    def _save(
+        self, epoch: int, step: int, optimizer: torch.optim.Optimizer, elapsed: float
+    ) -> None:
+        state = {
+            "epoch": epoch,
+            "step": step,
+            "elapsed": elapsed,
+            "optimizer": optimizer.state_dict(),
+            "config": self.config.to_dict(),
+        }
+        save_checkpoint(
+            self.checkpoint_dir,
+            f"epoch-{epoch:05d}",
+            weights=self.task.model.state_dict(),
+            state=state,
+            keep=self.config.train.keep_checkpoints,
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _tensorboard(folder: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(folder))

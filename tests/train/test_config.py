@@ -1,0 +1,63 @@
+import pytest
+
+from contrastkit.train.config import (
+    ConfigError,
+    RunConfig,
+    config_difference,
+    config_from_dict,
+    load_config,
+)
+
+
+def test_defaults_yaml_round_trip(tmp_path):
+    config = RunConfig()
+    path = tmp_path / "c.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+
+
+def test_file_then_overrides_and_aliases(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\nloss:\n  name: dcl\n")
+    config = load_config(path, ["views=2", "train.batch_size=64", "temperature=0.3", "lr=1"])
+    assert config.train.epochs == 7 and config.loss.name == "dcl"
+    assert config.views.views == 2 and config.train.batch_size == 64
+    assert config.loss.params == {"temperature": 0.3}
+    assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float)
+
+
+def test_unknown_key_suggests_the_near_miss(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'train.epoch' \(did you mean train.epochs\?\)"
+    ):
+        load_config(None, ["train.epoch=3"])
+    path = tmp_path / "c.yaml"
+    path.write_text("trian:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'trian'"):
+        load_config(path)
+
+
+def test_wrong_types_and_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="config key train.epochs must be int; got 'many'"):
+        load_config(None, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match="must be int; got True"):
+        config_from_dict({"train": {"epochs": True}})
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        load_config(None, ["epochs"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(bad)
+
+
+def test_optional_fields_accept_none_and_values():
+    config = config_from_dict({"data": {"train_limit": None, "root": "/x"}, "views": {"size": 8}})
+    assert config.data.train_limit is None and config.data.root == "/x" and config.views.size == 8
+
+
+def test_config_difference():
+    a, b = RunConfig(), load_config(None, ["train.epochs=99", "loss.name=dcl"])
+    assert config_difference(a, b) == ["loss.name", "train.epochs"]
+    assert config_difference(a, b, ignore=("train.epochs",)) == ["loss.name"]
