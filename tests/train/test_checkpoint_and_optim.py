@@ -37,7 +37,7 @@ def test_state_file_is_loaded_with_weights_only(tmp_path):
 
     save_checkpoint(tmp_path, "epoch-00001", weights={"w": torch.ones(1)}, state={}, keep=1)
     torch.save({"x": Evil()}, tmp_path / "epoch-00001" / "state.pt")
-    with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
+    with pytest.raises(Exception, match=r"(?i)weights_only|unsupported global"):
         load_checkpoint(tmp_path / "epoch-00001")
 
 
@@ -72,6 +72,6 @@ def test_build_optimizer_names():
         build_optimizer("sgd", p, lr=1e-3, weight_decay=0, momentum=0.9), torch.optim.SGD
     )
     with pytest.raises(
-        ValueError, match="optim.name must be one of adam, sgd, lars; got 'rmsprop'"
+        ValueError, match=r"optim\.name must be one of adam, sgd, lars"
     ):
         build_optimizer("rmsprop", p, lr=1e-3, weight_decay=0, momentum=0.9)
