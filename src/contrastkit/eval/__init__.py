@@ -1,0 +1,33 @@
+"""What was learned: probes on frozen features and diagnostics of embeddings.
+
+Probes (``probes.py``): :func:`linear_probe` (multinomial logistic regression, full-batch L-BFGS)
+and :func:`knn_classify` (weighted kNN of Wu et al. 2018), both returning a
+:class:`ProbeResult`. Diagnostics (``diagnostics.py``): :func:`effective_rank` (RankMe),
+:func:`alignment_metric`, :func:`uniformity_metric`, :func:`tolerance`, :func:`score_samples`
+and :class:`ScoreHistory` (positive/negative cosine histograms over training), and
+:func:`plot_metric_curves`. Plotting imports matplotlib lazily.
+"""
+
+from contrastkit.eval.diagnostics import (
+    ScoreHistory,
+    alignment_metric,
+    effective_rank,
+    plot_metric_curves,
+    score_samples,
+    tolerance,
+    uniformity_metric,
+)
+from contrastkit.eval.probes import ProbeResult, knn_classify, linear_probe
+
+__all__ = [
+    "ProbeResult",
+    "ScoreHistory",
+    "alignment_metric",
+    "effective_rank",
+    "knn_classify",
+    "linear_probe",
+    "plot_metric_curves",
+    "score_samples",
+    "tolerance",
+    "uniformity_metric",
+]
