@@ -22,7 +22,7 @@ def test_file_then_overrides_and_aliases(tmp_path):
     config = load_config(path, ["views=2", "train.batch_size=64", "temperature=0.3", "lr=1"])
     assert config.train.epochs == 7 and config.loss.name == "dcl"
     assert config.views.views == 2 and config.train.batch_size == 64
-    assert config.loss.params == {"temperature": 0.3}
+    assert config.loss.temperature == 0.3 and config.loss.params == {}
     assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float)
 
 

@@ -247,6 +247,37 @@ class ScoreHistory:
         self.positive.append(scores["positive"].float().cpu())
         self.negative.append(scores["negative"].float().cpu())
 
+    def truncate(self, last_epoch: int) -> None:
+        """Forget the epochs after ``last_epoch`` (used when a run resumes from a checkpoint)."""
+        keep = [i for i, epoch in enumerate(self.epochs) if epoch <= last_epoch]
+        self.epochs = [self.epochs[i] for i in keep]
+        self.positive = [self.positive[i] for i in keep]
+        self.negative = [self.negative[i] for i in keep]
+
+    def save(self, path: str | Path) -> None:
+        """Write the score samples to a safetensors file (atomically)."""
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for epoch, pos, neg in zip(self.epochs, self.positive, self.negative, strict=True):
+            tensors[f"positive.{epoch}"] = pos.contiguous()
+            tensors[f"negative.{epoch}"] = neg.contiguous()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> None:
+        """Replace the history with the samples saved by :meth:`save`."""
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        epochs = sorted({int(key.split(".", 1)[1]) for key in tensors})
+        self.epochs = epochs
+        self.positive = [tensors[f"positive.{e}"] for e in epochs]
+        self.negative = [tensors[f"negative.{e}"] for e in epochs]
+
     def to_dict(self) -> dict[str, list[dict[str, float | int]]]:
         """``{"records": [{"epoch", "positive_mean", "positive_std", "negative_mean",
         "negative_std", "num_positive", "num_negative"}, ...]}`` in recording order (std is the

@@ -52,7 +52,10 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     name: str = "mv_dhel"  # any name of contrastkit.losses.available()
-    params: dict[str, Any] = field(default_factory=dict)  # hyperparameters; {}: paper defaults
+    # used by every loss that has a temperature (losses without one, e.g. kcl, ignore it);
+    # None: the loss's paper default. 0.5 is the multi-view paper's CIFAR setting.
+    temperature: float | None = 0.5
+    params: dict[str, Any] = field(default_factory=dict)  # other hyperparameters, by name
 
 
 @dataclass
@@ -67,13 +70,13 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 150
     batch_size: int = 256
     seed: int = 0
     accelerator: str = "auto"  # auto | cpu | cuda | gpu | mps
     devices: int = 1
     precision: str = "32-true"  # Lightning Fabric precision: 32-true | bf16-mixed | 16-mixed
-    eval_every: int = 10  # online kNN / linear probe every K epochs (0: only at the end)
+    eval_every: int = 25  # online kNN / linear probe every K epochs (0: only at the end)
     checkpoint_every: int = 1  # epochs between checkpoints
     keep_checkpoints: int = 2
     progress: bool = True
@@ -114,7 +117,7 @@ ALIASES = {
     "seed": "train.seed",
     "lr": "optim.lr",
     "dataset": "data.name",
-    "temperature": "loss.params.temperature",
+    "temperature": "loss.temperature",
     "backbone": "model.backbone",
     "precision": "train.precision",
     "accelerator": "train.accelerator",

@@ -1,0 +1,406 @@
+"""Image self-supervised training: data + views + encoder + loss + evaluation, wired for the
+engine. ``run_image_training(config, output)`` is what ``contrastkit train`` runs.
+
+The recipe never re-implements a loss (it asks ``contrastkit.losses.get``), and the engine never
+sees images: the recipe hands it an :class:`ImageContrastiveTask`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from contrastkit import losses as loss_lib
+from contrastkit.data.images import ImageDataset, load_image_dataset
+from contrastkit.encoders import Encoder, ProjectionHead, SmallCNN, resnet18, resnet50
+from contrastkit.eval.diagnostics import (
+    ScoreHistory,
+    alignment_metric,
+    effective_rank,
+    plot_metric_curves,
+    tolerance,
+    uniformity_metric,
+)
+from contrastkit.eval.probes import knn_classify, linear_probe
+from contrastkit.train.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint
+from contrastkit.train.config import ConfigError, RunConfig, load_config
+from contrastkit.train.engine import Engine
+from contrastkit.views.image import ImageViews, augmentation_preset
+
+# the augmentation preset used when views.preset is not set
+DEFAULT_PRESETS = {
+    "digits": "digits",
+    "fashion_mnist": "fashion_mnist",
+    "cifar10": "simclr_cifar",
+    "cifar100": "simclr_cifar",
+}
+EVAL_BATCH = 1024
+
+
+def load_dataset(config: RunConfig) -> ImageDataset:
+    """The configured dataset, limited to ``train_limit`` / ``test_limit`` images."""
+    # without a root, Fashion-MNIST is searched in $CONTRASTKIT_DATA, ../shared/data and the
+    # Debian package's folder
+    dataset = load_image_dataset(config.data.name, config.data.root)
+    if config.data.train_limit is not None or config.data.test_limit is not None:
+        dataset = dataset.subset(
+            train_limit=config.data.train_limit,
+            test_limit=config.data.test_limit,
+            seed=config.train.seed,
+        )
+    return dataset
+
+
+def build_views(config: RunConfig, dataset: ImageDataset) -> ImageViews:
+    preset = config.views.preset or DEFAULT_PRESETS.get(dataset.name)
+    if preset is None:
+        raise ConfigError(
+            f"views.preset must be set for dataset {dataset.name!r} (no default preset)"
+        )
+    size = config.views.size or dataset.size[0]
+    augmentation = augmentation_preset(preset, size=size)
+    if augmentation.mean is not None and len(augmentation.mean) not in (1, dataset.channels):
+        augmentation = augmentation_preset(preset, size=size, mean=None, std=None)
+    return ImageViews(augmentation, views=config.views.views)
+
+
+def build_encoder(config: RunConfig, channels: int, image_size: int) -> Encoder:
+    m = config.model
+    if m.backbone == "small_cnn":
+        backbone: nn.Module = SmallCNN(
+            in_channels=channels, width=m.width, out_dim=None, input_size=image_size
+        )
+    elif m.backbone == "resnet18":
+        backbone = resnet18(in_channels=channels, cifar_stem=m.cifar_stem)
+    elif m.backbone == "resnet50":
+        backbone = resnet50(in_channels=channels, cifar_stem=m.cifar_stem)
+    else:
+        raise ConfigError(
+            f"model.backbone must be small_cnn, resnet18 or resnet50; got {m.backbone!r}"
+        )
+    head = ProjectionHead(
+        backbone.feature_dim,
+        hidden_dim=m.head_hidden,
+        out_dim=m.head_out,
+        num_layers=m.head_layers,
+    )
+    return Encoder(backbone, head)
+
+
+def build_loss(config: RunConfig) -> loss_lib.LossModule:
+    name = config.loss.name
+    if name not in loss_lib.available():
+        raise ConfigError(
+            f"loss.name {name!r} is not a loss; available: {', '.join(loss_lib.available())}"
+        )
+    params = dict(config.loss.params)
+    accepted = loss_lib.keyword_arguments(getattr(loss_lib, name))
+    if config.loss.temperature is not None and "temperature" in accepted:
+        if "temperature" in params:
+            raise ConfigError(
+                "set the temperature once: loss.temperature or loss.params.temperature"
+            )
+        params["temperature"] = config.loss.temperature
+    try:
+        criterion = loss_lib.get(name, **params)
+    except TypeError as error:
+        raise ConfigError(f"loss.params: {error}") from None
+    needs = [
+        p.name
+        for p in list(inspect.signature(type(criterion).fn).parameters.values())[1:]
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
+    if needs:
+        raise ConfigError(
+            f"loss {name!r} needs extra inputs ({', '.join(needs)}) that self-supervised image "
+            "training does not have; choose a loss that takes only z"
+        )
+    return criterion
+
+
+def _check_views(config: RunConfig, criterion: loss_lib.LossModule) -> None:
+    """Fail before training when the loss cannot take V views (e.g. dcl with views=4)."""
+    probe = torch.randn(4, config.views.views, 8)
+    try:
+        criterion(probe)
+    except ValueError as error:
+        raise ConfigError(
+            f"loss {config.loss.name!r} with views.views={config.views.views}: {error}"
+        ) from None
+
+
+class ImageContrastiveTask:
+    """SimCLR-style multi-view training: V views of each image, one encoder, one loss on
+    ``z [B, V, D]``; evaluation on the frozen backbone representation."""
+
+    def __init__(self, config: RunConfig, dataset: ImageDataset) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.views = build_views(config, dataset)
+        size = self.views.augmentation.size
+        torch.manual_seed(config.train.seed)
+        self.model = build_encoder(config, dataset.channels, size)
+        self.criterion = build_loss(config)
+        _check_views(config, self.criterion)
+        self.scores = ScoreHistory(max_negatives=config.eval.score_samples, seed=config.train.seed)
+        self.scores_path: Path | None = None  # where the score samples are kept, if anywhere
+        self.device = torch.device("cpu")
+        self.train_images = dataset.train_images
+        self.test_images = dataset.test_images
+
+    # -- engine protocol -------------------------------------------------------------------
+    def num_train(self) -> int:
+        return int(self.dataset.train_images.shape[0])
+
+    def setup(self, fabric: Any) -> None:
+        self.device = fabric.device
+        self.train_images = self.dataset.train_images.to(self.device)
+        self.test_images = self.dataset.test_images.to(self.device)
+        self.views = self.views.to(self.device)
+
+    def training_step(self, model: nn.Module, indices: Tensor) -> tuple[Tensor, dict[str, float]]:
+        images = self.train_images[indices.to(self.device)]
+        views = self.views(images)  # [B, V, C, H, W]
+        b, v = views.shape[:2]
+        _, z = model(views.flatten(0, 1))
+        return self.criterion(z.reshape(b, v, -1)), {}
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def represent(self, images: Tensor) -> Tensor:
+        """Frozen backbone representations ``[N, F]`` of the deterministic view of ``images``."""
+        was_training = self.model.training
+        self.model.eval()
+        out = [
+            self.model.represent(
+                self.views.deterministic(images[i : i + EVAL_BATCH].to(self.device))
+            )
+            for i in range(0, images.shape[0], EVAL_BATCH)
+        ]
+        self.model.train(was_training)
+        return torch.cat(out).float()
+
+    @torch.no_grad()
+    def projected_views(self, images: Tensor) -> Tensor:
+        """``z [N, V, D]`` of fresh augmented views (eval mode), for the view diagnostics."""
+        was_training = self.model.training
+        self.model.eval()
+        views = self.views(images.to(self.device))
+        b, v = views.shape[:2]
+        _, z = self.model(views.flatten(0, 1))
+        self.model.train(was_training)
+        return torch.nn.functional.normalize(z.float().reshape(b, v, -1), dim=-1)
+
+    def diagnostic_views(self) -> Tensor:
+        """``z [n, V, D]`` of up to 1000 test images, the same augmentations every call."""
+        generator_state = torch.get_rng_state()
+        torch.manual_seed(self.config.train.seed + 7)
+        subset = self.test_images[: min(1000, self.test_images.shape[0])]
+        z = self.projected_views(subset)
+        torch.set_rng_state(generator_state)
+        return z
+
+    def record_scores(self, epoch: int, z: Tensor) -> None:
+        self.scores.record(epoch, z)
+        if self.scores_path is not None:
+            self.scores.save(self.scores_path)
+
+    def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
+        metrics = evaluate_representations(self, self.config)
+        z = self.diagnostic_views()
+        metrics["alignment"] = alignment_metric(z)
+        metrics["uniformity"] = uniformity_metric(z)
+        self.record_scores(epoch, z)
+        return metrics
+
+
+def evaluate_representations(task: ImageContrastiveTask, config: RunConfig) -> dict[str, Any]:
+    """kNN and linear probe (train -> test), effective rank and tolerance of the test
+    representations of the task's current encoder."""
+    train_h = task.represent(task.train_images)
+    test_h = task.represent(task.test_images)
+    train_y = task.dataset.train_labels.to(train_h.device)
+    test_y = task.dataset.test_labels.to(test_h.device)
+    knn = knn_classify(
+        train_h,
+        train_y,
+        test_h,
+        test_y,
+        k=config.eval.knn_k,
+        temperature=config.eval.knn_temperature,
+    )
+    linear = linear_probe(
+        train_h, train_y, test_h, test_y, epochs=config.eval.linear_epochs, seed=config.train.seed
+    )
+    return {
+        "knn_acc": knn.accuracy,
+        "linear_acc": linear.accuracy,
+        "effective_rank": effective_rank(test_h),
+        "tolerance": tolerance(torch.nn.functional.normalize(test_h, dim=-1), test_y),
+    }
+
+
+def raw_baseline(dataset: ImageDataset, config: RunConfig) -> dict[str, float]:
+    """kNN and linear probe on raw pixels scaled to [0, 1]."""
+    train_x = dataset.train_images.flatten(1).float() / 255
+    test_x = dataset.test_images.flatten(1).float() / 255
+    knn = knn_classify(
+        train_x,
+        dataset.train_labels,
+        test_x,
+        dataset.test_labels,
+        k=config.eval.knn_k,
+        temperature=config.eval.knn_temperature,
+    )
+    linear = linear_probe(
+        train_x,
+        dataset.train_labels,
+        test_x,
+        dataset.test_labels,
+        epochs=config.eval.linear_epochs,
+        seed=config.train.seed,
+    )
+    return {"raw_knn_acc": knn.accuracy, "raw_linear_acc": linear.accuracy}
+
+
+def run_image_training(
+    config: RunConfig, output: str | Path, *, resume: bool = False, echo: bool = True
+) -> dict[str, Any]:
+    """Train, evaluate and write the run folder; returns (and writes) ``summary.json``.
+
+    Everything that can fail on bad input (config, dataset, loss/view compatibility) is
+    checked before the run folder is touched.
+    """
+    output = Path(output)
+    dataset = load_dataset(config)
+    task = ImageContrastiveTask(config, dataset)
+    started = time.perf_counter()
+
+    baselines: dict[str, float] = {}
+    if config.eval.baselines:  # the untrained encoder is the same seeded init on resume
+        untrained = evaluate_representations(task, config)
+        baselines = {
+            "untrained_knn_acc": untrained["knn_acc"],
+            "untrained_linear_acc": untrained["linear_acc"],
+            "untrained_effective_rank": untrained["effective_rank"],
+            **raw_baseline(dataset, config),
+        }
+    engine = Engine(config, output, task, resume=resume)
+    scores_path = output / "plots" / "score_samples.safetensors"
+    checkpoint = latest_checkpoint(output / "checkpoints") if resume else None
+    if checkpoint is not None and scores_path.is_file():
+        task.scores.load(scores_path)
+        task.scores.truncate(int(load_checkpoint(checkpoint)[1]["epoch"]))
+    elif checkpoint is None:
+        task.scores.record(0, task.diagnostic_views())  # the untrained encoder's scores
+    task.scores_path = scores_path
+    result = engine.fit()
+
+    summary = {
+        "dataset": dataset.name,
+        "loss": config.loss.name,
+        "views": config.views.views,
+        **{
+            k: result[k]
+            for k in (
+                "linear_acc",
+                "knn_acc",
+                "effective_rank",
+                "alignment",
+                "uniformity",
+                "tolerance",
+            )
+            if k in result
+        },
+        "epochs": result["epochs"],
+        "steps": result["steps"],
+        "train_seconds": result["wall_seconds"],
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "baselines": baselines,
+        "score_history": task.scores.to_dict()["records"],
+    }
+    plots = output / "plots"
+    if len(task.scores):
+        task.scores.plot(
+            plots / "score_histograms.png",
+            title=f"{config.loss.name}, V={config.views.views}: cosine scores",
+        )
+    records = [
+        json.loads(line)
+        for line in (output / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    plot_metric_curves(records, ["loss"], plots / "loss.png", title="training loss")
+    if any("knn_acc" in r for r in records):
+        plot_metric_curves(
+            records, ["knn_acc", "linear_acc"], plots / "accuracy.png", title="online evaluation"
+        )
+    atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if echo:
+        print(result_table(summary))
+        print(f"\nrun folder: {output}")
+    return summary
+
+
+def result_table(summary: dict[str, Any]) -> str:
+    """Markdown table of the trained encoder against the baselines."""
+    b = summary.get("baselines", {})
+    rows = [
+        (
+            "linear probe acc",
+            summary.get("linear_acc"),
+            b.get("untrained_linear_acc"),
+            b.get("raw_linear_acc"),
+        ),
+        ("kNN acc", summary.get("knn_acc"), b.get("untrained_knn_acc"), b.get("raw_knn_acc")),
+        ("effective rank", summary.get("effective_rank"), b.get("untrained_effective_rank"), None),
+        ("alignment", summary.get("alignment"), None, None),
+        ("uniformity", summary.get("uniformity"), None, None),
+        ("tolerance", summary.get("tolerance"), None, None),
+    ]
+
+    def fmt(value: Any) -> str:
+        return "—" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"{summary['dataset']}, {summary['loss']}, V={summary['views']}, "
+        f"{summary['epochs']} epochs, {summary['wall_seconds']:.1f} s",
+        "",
+        "| metric | trained | untrained encoder | raw pixels |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {fmt(t)} | {fmt(u)} | {fmt(r)} |" for name, t, u, r in rows]
+    return "\n".join(lines)
+
+
+def evaluate_run(run_dir: str | Path, *, echo: bool = True) -> dict[str, Any]:
+    """Re-evaluate the latest checkpoint of a run folder (``contrastkit eval RUN_DIR``)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+    config = load_config(config_path)
+    folder = latest_checkpoint(run_dir / "checkpoints")
+    if folder is None:
+        raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no complete checkpoint")
+    dataset = load_dataset(config)
+    task = ImageContrastiveTask(config, dataset)
+    weights, _ = load_checkpoint(folder)
+    try:
+        task.model.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(f"checkpoint {folder} does not fit this run's model: {first}") from None
+    metrics = evaluate_representations(task, config)
+    metrics["checkpoint"] = folder.name
+    if echo:
+        print(json.dumps(metrics, indent=2))
+    return metrics

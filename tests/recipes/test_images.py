@@ -1,0 +1,156 @@
+"""The image recipe and the CLI end to end on tiny digits runs: the run-folder contract, exact
+resume after a kill, re-evaluation, the comparison grid, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from contrastkit.cli import main
+from contrastkit.recipes import images as recipe
+from contrastkit.train import engine as engine_module
+from contrastkit.train.config import load_config
+
+TINY = [
+    "data.train_limit=256",
+    "data.test_limit=128",
+    "train.batch_size=64",
+    "train.epochs=4",
+    "train.eval_every=2",
+    "train.progress=false",
+    "model.width=8",
+    "model.head_hidden=32",
+    "model.head_out=16",
+    "views.views=3",
+    "eval.linear_epochs=20",
+]
+
+
+def _cli_overrides(overrides):
+    words = []
+    for item in overrides:
+        key, value = item.split("=", 1)
+        words += [f"--{key}", value]
+    return words
+
+
+def test_train_writes_the_run_folder_contract(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--output", str(out), *_cli_overrides(TINY)]) == 0
+    printed = capsys.readouterr().out
+    assert "| metric | trained | untrained encoder | raw pixels |" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    for key in (
+        "linear_acc",
+        "knn_acc",
+        "effective_rank",
+        "alignment",
+        "uniformity",
+        "wall_seconds",
+    ):
+        assert isinstance(summary[key], float), key
+    for key in ("untrained_linear_acc", "untrained_knn_acc", "raw_linear_acc", "raw_knn_acc"):
+        assert 0.0 <= summary["baselines"][key] <= 1.0
+    assert 0.0 <= summary["linear_acc"] <= 1.0 and summary["epochs"] == 4
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert "knn_acc" in records[1] and "knn_acc" not in records[0]
+    assert load_config(out / "config.yaml").views.views == 3
+    assert (out / "checkpoints" / "latest").read_text().strip() == "epoch-00004"
+    for png in ("score_histograms.png", "loss.png", "accuracy.png"):
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((out / "tensorboard").iterdir())
+    assert [r["epoch"] for r in summary["score_history"]] == [0, 2, 4]
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    config = load_config(None, TINY)
+    full = recipe.run_image_training(config, tmp_path / "full", echo=False)
+
+    original_save = engine_module.Engine._save
+
+    def save_then_die(self, epoch, *args, **kwargs):
+        original_save(self, epoch, *args, **kwargs)
+        if epoch == 2:
+            raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
+
+    monkeypatch.setattr(engine_module.Engine, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.run_image_training(config, tmp_path / "killed", echo=False)
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    monkeypatch.setattr(engine_module.Engine, "_save", original_save)
+
+    resumed = recipe.run_image_training(config, tmp_path / "killed", resume=True, echo=False)
+    for key in ("linear_acc", "knn_acc", "effective_rank", "alignment", "uniformity"):
+        assert resumed[key] == pytest.approx(full[key], rel=1e-6, abs=1e-9), key
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00004" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "checkpoints" / "epoch-00004" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_eval_command_reproduces_the_final_metrics(tmp_path, capsys):
+    out = tmp_path / "run"
+    summary = recipe.run_image_training(load_config(None, TINY), out, echo=False)
+    assert main(["eval", str(out)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["knn_acc"] == pytest.approx(summary["knn_acc"])
+    assert metrics["linear_acc"] == pytest.approx(summary["linear_acc"])
+
+
+def test_compare_prints_mean_and_std(tmp_path, capsys):
+    args = [
+        "compare",
+        "--output",
+        str(tmp_path / "grid"),
+        "--losses",
+        "info_nce",
+        "--views",
+        "2",
+        "--seeds",
+        "0",
+        "1",
+        *_cli_overrides(TINY[:-1] + ["train.epochs=1"]),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| info_nce | 2 |" in out and " ± " in out
+    rows = json.loads((tmp_path / "grid" / "compare.json").read_text())
+    assert rows[0]["seeds"] == 2
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--train.epoch", "3"], "unknown config key 'train.epoch' (did you mean train.epochs?)"),
+        (["--loss", "dcl", "--views", "4"], "loss 'dcl' with views.views=4"),
+        (["--loss", "supcon"], "needs extra inputs (labels)"),
+        (["--loss", "nope"], "loss.name 'nope' is not a loss"),
+        (["--dataset", "cifar10"], "cifar10"),
+        (["--model.backbone", "vgg"], "model.backbone must be small_cnn, resnet18 or resnet50"),
+        (["--loss.params.sigmaa", "0.5", "--loss", "dclw", "--views", "2"], "sigmaa"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_run_folder(tmp_path, capsys, words, message):
+    out = tmp_path / "run"
+    assert main(["train", "--output", str(out), *words]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("contrastkit: error:") and message in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_resume_with_another_config_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    recipe.run_image_training(load_config(None, TINY), out, echo=False)
+    words = _cli_overrides(TINY) + ["--loss", "info_nce"]
+    assert main(["train", "--resume", "--output", str(out), *words]) == 2
+    assert "different config (differs in: loss.name)" in capsys.readouterr().err
+    assert main(["train", "--output", str(out), *_cli_overrides(TINY)]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
