@@ -116,7 +116,7 @@ def test_compare_prints_mean_and_std(tmp_path, capsys):
         "--seeds",
         "0",
         "1",
-        *_cli_overrides(TINY[:-1] + ["train.epochs=1"]),
+        *_cli_overrides([*TINY[:-1], "train.epochs=1"]),
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -149,7 +149,7 @@ def test_bad_input_is_one_line_and_leaves_no_run_folder(tmp_path, capsys, words,
 def test_resume_with_another_config_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     recipe.run_image_training(load_config(None, TINY), out, echo=False)
-    words = _cli_overrides(TINY) + ["--loss", "info_nce"]
+    words = [*_cli_overrides(TINY), "--loss", "info_nce"]
     assert main(["train", "--resume", "--output", str(out), *words]) == 2
     assert "different config (differs in: loss.name)" in capsys.readouterr().err
     assert main(["train", "--output", str(out), *_cli_overrides(TINY)]) == 2
