@@ -154,3 +154,55 @@ def test_resume_with_another_config_is_refused(tmp_path, capsys):
     assert "different config (differs in: loss.name)" in capsys.readouterr().err
     assert main(["train", "--output", str(out), *_cli_overrides(TINY)]) == 2
     assert "already holds a run; pass --resume" in capsys.readouterr().err
+
+
+def test_moco_with_feature_transformation_trains_and_resumes_exactly(tmp_path, monkeypatch):
+    overrides = [
+        *TINY,
+        "views.views=2",
+        "loss.name=info_nce",
+        "moco.enabled=true",
+        "moco.queue_size=128",
+        "moco.pos_extrapolation=2.0",
+        "moco.neg_interpolation=1.6",
+        "loss.temperature=0.2",
+    ]
+    config = load_config(None, overrides)
+    full = recipe.run_image_training(config, tmp_path / "full", echo=False)
+    assert 0.0 <= full["knn_acc"] <= 1.0
+    weights = load_file(
+        str(tmp_path / "full" / "checkpoints" / "epoch-00004" / "model.safetensors")
+    )
+    assert any(k.startswith("queue.") for k in weights) and any(
+        k.startswith("momentum.") for k in weights
+    )
+
+    original_save = engine_module.Engine._save
+
+    def save_then_die(self, epoch, *args, **kwargs):
+        original_save(self, epoch, *args, **kwargs)
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_module.Engine, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.run_image_training(config, tmp_path / "killed", echo=False)
+    monkeypatch.setattr(engine_module.Engine, "_save", original_save)
+    resumed = recipe.run_image_training(config, tmp_path / "killed", resume=True, echo=False)
+    assert resumed["knn_acc"] == pytest.approx(full["knn_acc"])
+    assert resumed["linear_acc"] == pytest.approx(full["linear_acc"])
+
+
+def test_moco_needs_two_views_and_info_nce(tmp_path, capsys):
+    assert main(["train", "--output", str(tmp_path / "r"), "--moco.enabled", "true"]) == 2
+    assert "moco.enabled needs views.views=2 and loss.name=info_nce" in capsys.readouterr().err
+
+
+def test_shipped_configs_load_and_their_losses_fit_their_views():
+    from pathlib import Path
+
+    paths = sorted(Path("configs").rglob("*.yaml"))
+    assert len(paths) >= 5
+    for path in paths:
+        config = load_config(path)
+        recipe._check_views(config, recipe.build_loss(config))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrastkit.core import LogSumExp, PairMask, RowIds, dense_pair_reduce
 from contrastkit.views.feature import neg_interpolate, pos_extrapolate, score_stats
 
 FTOption = float | Mapping[str, Any] | None
@@ -51,7 +52,8 @@ def moco_loss(
         logits_i = [<q_i, k_i>, q_i · Q^T] / temperature          ([B, 1 + K])
         loss_i   = CE(logits_i, 0) = LSE(logits_i) − <q_i, k_i> / temperature
 
-    computed with ``F.cross_entropy`` (a stable log-sum-exp) on logits in at least float32.
+    The log-sum-exp over the queue is the core's (:func:`contrastkit.core.dense_pair_reduce`),
+    in at least float32.
 
     ``k`` is detached (the key encoder gets no gradient); gradients flow into ``q`` only.
     ``queue_features`` is never modified (and detached).
@@ -118,11 +120,22 @@ def moco_loss(
     if neg_kwargs is not None:
         queue = neg_interpolate(queue, generator=generator, **neg_kwargs)
 
-    positive = (q * k).sum(dim=1, keepdim=True)
-    negatives = q @ queue.T
-    logits = torch.cat([positive, negatives], dim=1) / temperature
-    labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
-    loss = F.cross_entropy(logits, labels, reduction=reduction)
+    # The queue part goes through the library's core: every queue row is a negative of every
+    # query (queue rows get instance ids after the batch's, so no pair is a positive).
+    b = q.shape[0]
+    query_ids = RowIds(
+        torch.arange(b, device=q.device), torch.zeros(b, dtype=torch.long, device=q.device)
+    )
+    queue_ids = RowIds(
+        torch.arange(b, b + queue.shape[0], device=q.device),
+        torch.ones(queue.shape[0], dtype=torch.long, device=q.device),
+    )
+    (negatives,) = dense_pair_reduce(
+        q, queue, query_ids, queue_ids, [LogSumExp(PairMask.NEGATIVES)], scale=1.0 / temperature
+    )
+    positive = (q * k).sum(dim=1) / temperature
+    per_query = torch.logaddexp(positive, negatives) - positive
+    loss = per_query.mean() if reduction == "mean" else per_query
     if not return_stats:
         return loss
     with torch.no_grad():

@@ -18,7 +18,16 @@ from torch import Tensor, nn
 
 from contrastkit import losses as loss_lib
 from contrastkit.data.images import ImageDataset, load_image_dataset
-from contrastkit.encoders import Encoder, ProjectionHead, SmallCNN, resnet18, resnet50
+from contrastkit.encoders import (
+    Encoder,
+    FeatureQueue,
+    MomentumEncoder,
+    ProjectionHead,
+    SmallCNN,
+    moco_loss,
+    resnet18,
+    resnet50,
+)
 from contrastkit.eval.diagnostics import (
     ScoreHistory,
     alignment_metric,
@@ -135,6 +144,53 @@ def _check_views(config: RunConfig, criterion: loss_lib.LossModule) -> None:
         ) from None
 
 
+class MocoModel(nn.Module):
+    """MoCo v2: online encoder (queries), momentum encoder (keys), queue of past keys.
+
+    ``forward(views [B, 2, C, H, W])`` returns the InfoNCE loss of the queries of view 0 against
+    the keys of view 1 and the queue, plus the score statistics; the keys of the step are kept
+    in ``last_keys`` for :meth:`update`, which runs after the optimizer step (EMA, enqueue the
+    original keys).
+    """
+
+    def __init__(self, encoder: Encoder, config: RunConfig) -> None:
+        super().__init__()
+        self.online = encoder
+        self.momentum = MomentumEncoder(encoder, momentum=config.moco.momentum)
+        self.queue = FeatureQueue(config.model.head_out, size=config.moco.queue_size)
+        self.temperature = config.loss.temperature if config.loss.temperature is not None else 0.2
+        self.pos_extrapolation = config.moco.pos_extrapolation
+        self.neg_interpolation = config.moco.neg_interpolation
+        self.last_keys: Tensor | None = None
+
+    def represent(self, x: Tensor) -> Tensor:
+        return self.online.represent(x)
+
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.online(x)
+
+    def forward(self, views: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        _, q = self.online(views[:, 0])
+        _, k = self.momentum(views[:, 1])
+        self.last_keys = k.detach()
+        return moco_loss(
+            q,
+            k,
+            self.queue.features,
+            temperature=self.temperature,
+            pos_extrapolation=self.pos_extrapolation,
+            neg_interpolation=self.neg_interpolation,
+            return_stats=True,
+        )
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.momentum.update(self.online)
+        if self.last_keys is not None:
+            self.queue.enqueue(self.last_keys)
+            self.last_keys = None
+
+
 class ImageContrastiveTask:
     """SimCLR-style multi-view training: V views of each image, one encoder, one loss on
     ``z [B, V, D]``; evaluation on the frozen backbone representation."""
@@ -145,9 +201,18 @@ class ImageContrastiveTask:
         self.views = build_views(config, dataset)
         size = self.views.augmentation.size
         torch.manual_seed(config.train.seed)
-        self.model = build_encoder(config, dataset.channels, size)
+        encoder = build_encoder(config, dataset.channels, size)
         self.criterion = build_loss(config)
         _check_views(config, self.criterion)
+        self.model: nn.Module = encoder
+        if config.moco.enabled:
+            if config.views.views != 2 or config.loss.name != "info_nce":
+                raise ConfigError(
+                    "moco.enabled needs views.views=2 and loss.name=info_nce (MoCo's InfoNCE "
+                    f"against the queue); got views.views={config.views.views}, "
+                    f"loss.name={config.loss.name!r}"
+                )
+            self.model = MocoModel(encoder, config)
         self.scores = ScoreHistory(max_negatives=config.eval.score_samples, seed=config.train.seed)
         self.scores_path: Path | None = None  # where the score samples are kept, if anywhere
         self.device = torch.device("cpu")
@@ -167,12 +232,16 @@ class ImageContrastiveTask:
     def training_step(self, model: nn.Module, indices: Tensor) -> tuple[Tensor, dict[str, float]]:
         images = self.train_images[indices.to(self.device)]
         views = self.views(images)  # [B, V, C, H, W]
+        if isinstance(self.model, MocoModel):
+            loss, stats = model(views)
+            return loss, {f"scores/{k}": float(v.mean()) for k, v in stats.items()}
         b, v = views.shape[:2]
         _, z = model(views.flatten(0, 1))
         return self.criterion(z.reshape(b, v, -1)), {}
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
-        return None
+        if isinstance(self.model, MocoModel):
+            self.model.update()
 
     @torch.no_grad()
     def represent(self, images: Tensor) -> Tensor:
@@ -195,7 +264,8 @@ class ImageContrastiveTask:
         self.model.eval()
         views = self.views(images.to(self.device))
         b, v = views.shape[:2]
-        _, z = self.model(views.flatten(0, 1))
+        encoder = self.model.online if isinstance(self.model, MocoModel) else self.model
+        _, z = encoder(views.flatten(0, 1))
         self.model.train(was_training)
         return torch.nn.functional.normalize(z.float().reshape(b, v, -1), dim=-1)
 

@@ -59,6 +59,15 @@ class LossConfig:
 
 
 @dataclass
+class MocoConfig:
+    enabled: bool = False  # MoCo v2: momentum key encoder + queue of negatives (needs V = 2)
+    queue_size: int = 4096
+    momentum: float = 0.99
+    pos_extrapolation: float | None = None  # Feature Transformation: Beta alpha (paper 2.0)
+    neg_interpolation: float | None = None  # Feature Transformation: Beta alpha (paper 1.6)
+
+
+@dataclass
 class OptimConfig:
     name: str = "adam"  # adam | sgd | lars
     lr: float = 2e-3
@@ -97,6 +106,7 @@ class RunConfig:
     views: ViewsConfig = field(default_factory=ViewsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    moco: MocoConfig = field(default_factory=MocoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
