@@ -206,3 +206,9 @@ def test_shipped_configs_load_and_their_losses_fit_their_views():
     for path in paths:
         config = load_config(path)
         recipe._check_views(config, recipe.build_loss(config))
+
+
+def test_more_than_one_device_is_refused_not_silently_wrong(tmp_path, capsys):
+    assert main(["train", "--output", str(tmp_path / "r"), "--train.devices", "2"]) == 2
+    assert "train.devices=2" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

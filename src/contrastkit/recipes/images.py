@@ -352,6 +352,7 @@ def run_image_training(
     output = Path(output)
     dataset = load_dataset(config)
     task = ImageContrastiveTask(config, dataset)
+    engine = Engine(config, output, task, resume=resume)
     started = time.perf_counter()
 
     baselines: dict[str, float] = {}
@@ -363,7 +364,6 @@ def run_image_training(
             "untrained_effective_rank": untrained["effective_rank"],
             **raw_baseline(dataset, config),
         }
-    engine = Engine(config, output, task, resume=resume)
     scores_path = output / "plots" / "score_samples.safetensors"
     checkpoint = latest_checkpoint(output / "checkpoints") if resume else None
     if checkpoint is not None and scores_path.is_file():

@@ -72,6 +72,12 @@ class Engine:
         self.resume = resume
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        devices = config.train.devices
+        if devices != 1:
+            raise ValueError(
+                f"train.devices={devices}: multi-process training needs the loss's negatives "
+                "gathered across processes, which the engine does not do yet; use train.devices=1"
+            )
 
     # -- setup -----------------------------------------------------------------------------
     def _check_resume(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
