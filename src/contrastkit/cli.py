@@ -92,9 +92,10 @@ def _overrides(extra: list[str]) -> list[str]:
     while i < len(extra):
         word = extra[i]
         if word.startswith("--"):
-            key = word[2:].replace("-", "_") if "." not in word else word[2:]
-            if "=" in key:
-                out.append(key)
+            key, has_value, value = word[2:].partition("=")
+            key = key.replace("-", "_") if "." not in key else key
+            if has_value:
+                out.append(f"{key}={value}")
             elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
                 out.append(f"{key}={extra[i + 1]}")
                 i += 1
@@ -116,9 +117,14 @@ def _default_output(config: RunConfig) -> Path:
 def _train_command(args: argparse.Namespace) -> int:
     from contrastkit.recipes.images import run_image_training
 
-    config = load_config(args.config, _overrides(args.overrides))
     if args.resume and args.output is None:
         raise ConfigError("--resume needs --output DIR (the run folder to continue)")
+    config_path = args.config
+    if args.resume and config_path is None:
+        config_path = Path(args.output) / "config.yaml"  # continue with the run's own config
+        if not config_path.is_file():
+            raise FileNotFoundError(f"--resume: {config_path} does not exist")
+    config = load_config(config_path, _overrides(args.overrides))
     output = Path(args.output) if args.output else _default_output(config)
     run_image_training(config, output, resume=args.resume)
     return 0
@@ -147,7 +153,12 @@ def _compare_command(args: argparse.Namespace) -> int:
             for seed in args.seeds:
                 config = _with(base, loss=loss_name, views=views, seed=seed)
                 run_dir = output / f"{loss_name}-v{views}-s{seed}"
-                results.append(run_image_training(config, run_dir, echo=False))
+                done = run_dir / "summary.json"
+                if done.is_file():  # a finished cell of an interrupted grid
+                    results.append(json.loads(done.read_text()))
+                    continue
+                resume = (run_dir / "checkpoints").is_dir()
+                results.append(run_image_training(config, run_dir, resume=resume, echo=False))
             rows.append(_aggregate(loss_name, views, results))
     table = _compare_table(rows)
     print(table)

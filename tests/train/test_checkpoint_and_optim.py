@@ -71,7 +71,5 @@ def test_build_optimizer_names():
     assert isinstance(
         build_optimizer("sgd", p, lr=1e-3, weight_decay=0, momentum=0.9), torch.optim.SGD
     )
-    with pytest.raises(
-        ValueError, match=r"optim\.name must be one of adam, sgd, lars"
-    ):
+    with pytest.raises(ValueError, match=r"optim\.name must be one of adam, sgd, lars"):
         build_optimizer("rmsprop", p, lr=1e-3, weight_decay=0, momentum=0.9)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric import Fabric
 from torch import Tensor, nn
 
 from contrastkit import losses as loss_lib
@@ -166,17 +167,19 @@ class MocoModel(nn.Module):
     def represent(self, x: Tensor) -> Tensor:
         return self.online.represent(x)
 
-    def project(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.online(x)
-
-    def forward(self, views: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, views: Tensor) -> tuple[Tensor, Tensor]:
+        """Queries of view 0 (online encoder) and keys of view 1 (momentum encoder)."""
         _, q = self.online(views[:, 0])
         _, k = self.momentum(views[:, 1])
         self.last_keys = k.detach()
+        return q, k
+
+    def loss(self, q: Tensor, k: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """MoCo InfoNCE, called outside the precision wrapper so that it runs in float32."""
         return moco_loss(
-            q,
-            k,
-            self.queue.features,
+            q.float(),
+            k.float(),
+            self.queue.features.float(),
             temperature=self.temperature,
             pos_extrapolation=self.pos_extrapolation,
             neg_interpolation=self.neg_interpolation,
@@ -233,8 +236,9 @@ class ImageContrastiveTask:
         images = self.train_images[indices.to(self.device)]
         views = self.views(images)  # [B, V, C, H, W]
         if isinstance(self.model, MocoModel):
-            loss, stats = model(views)
-            return loss, {f"scores/{k}": float(v.mean()) for k, v in stats.items()}
+            q, k = model(views)
+            loss, stats = self.model.loss(q, k)
+            return loss, {f"scores/{key}": float(v.mean()) for key, v in stats.items()}
         b, v = views.shape[:2]
         _, z = model(views.flatten(0, 1))
         return self.criterion(z.reshape(b, v, -1)), {}
@@ -243,31 +247,38 @@ class ImageContrastiveTask:
         if isinstance(self.model, MocoModel):
             self.model.update()
 
-    @torch.no_grad()
-    def represent(self, images: Tensor) -> Tensor:
-        """Frozen backbone representations ``[N, F]`` of the deterministic view of ``images``."""
-        was_training = self.model.training
-        self.model.eval()
-        out = [
-            self.model.represent(
-                self.views.deterministic(images[i : i + EVAL_BATCH].to(self.device))
-            )
-            for i in range(0, images.shape[0], EVAL_BATCH)
-        ]
-        self.model.train(was_training)
-        return torch.cat(out).float()
+    def _encoder(self) -> Encoder:
+        return self.model.online if isinstance(self.model, MocoModel) else self.model
 
     @torch.no_grad()
-    def projected_views(self, images: Tensor) -> Tensor:
-        """``z [N, V, D]`` of fresh augmented views (eval mode), for the view diagnostics."""
+    def _in_eval_mode(self, fn: Any, images: Tensor) -> Tensor:
+        """``cat(fn(chunk))`` over chunks of ``images``, with the model in eval mode."""
         was_training = self.model.training
         self.model.eval()
-        views = self.views(images.to(self.device))
-        b, v = views.shape[:2]
-        encoder = self.model.online if isinstance(self.model, MocoModel) else self.model
-        _, z = encoder(views.flatten(0, 1))
-        self.model.train(was_training)
-        return torch.nn.functional.normalize(z.float().reshape(b, v, -1), dim=-1)
+        try:
+            out = [
+                fn(images[i : i + EVAL_BATCH].to(self.device))
+                for i in range(0, images.shape[0], EVAL_BATCH)
+            ]
+        finally:
+            self.model.train(was_training)
+        return torch.cat(out).float()
+
+    def represent(self, images: Tensor) -> Tensor:
+        """Frozen backbone representations ``[N, F]`` of the deterministic view of ``images``."""
+        encoder = self._encoder()
+        return self._in_eval_mode(lambda x: encoder.represent(self.views.deterministic(x)), images)
+
+    def projected_views(self, images: Tensor) -> Tensor:
+        """``z [N, V, D]`` (normalised) of fresh augmented views, for the view diagnostics."""
+        encoder = self._encoder()
+
+        def project(x: Tensor) -> Tensor:
+            views = self.views(x)
+            b, v = views.shape[:2]
+            return encoder(views.flatten(0, 1))[1].reshape(b, v, -1)
+
+        return torch.nn.functional.normalize(self._in_eval_mode(project, images), dim=-1)
 
     def diagnostic_views(self) -> Tensor:
         """``z [n, V, D]`` of up to 1000 test images, the same augmentations every call."""
@@ -292,53 +303,50 @@ class ImageContrastiveTask:
         return metrics
 
 
-def evaluate_representations(task: ImageContrastiveTask, config: RunConfig) -> dict[str, Any]:
-    """kNN and linear probe (train -> test), effective rank and tolerance of the test
-    representations of the task's current encoder."""
-    train_h = task.represent(task.train_images)
-    test_h = task.represent(task.test_images)
-    train_y = task.dataset.train_labels.to(train_h.device)
-    test_y = task.dataset.test_labels.to(test_h.device)
+def _probes(
+    train_x: Tensor, test_x: Tensor, task: ImageContrastiveTask, config: RunConfig
+) -> tuple[float, float]:
+    """(kNN accuracy, linear-probe accuracy): train split -> test split."""
+    train_y = task.dataset.train_labels.to(train_x.device)
+    test_y = task.dataset.test_labels.to(test_x.device)
     knn = knn_classify(
-        train_h,
+        train_x,
         train_y,
-        test_h,
+        test_x,
         test_y,
         k=config.eval.knn_k,
         temperature=config.eval.knn_temperature,
     )
     linear = linear_probe(
-        train_h, train_y, test_h, test_y, epochs=config.eval.linear_epochs, seed=config.train.seed
+        train_x, train_y, test_x, test_y, epochs=config.eval.linear_epochs, seed=config.train.seed
     )
+    return knn.accuracy, linear.accuracy
+
+
+def evaluate_representations(task: ImageContrastiveTask, config: RunConfig) -> dict[str, Any]:
+    """kNN and linear probe (train -> test), effective rank and tolerance of the test
+    representations of the task's current encoder."""
+    train_h = task.represent(task.train_images)
+    test_h = task.represent(task.test_images)
+    knn_acc, linear_acc = _probes(train_h, test_h, task, config)
+    test_y = task.dataset.test_labels.to(test_h.device)
     return {
-        "knn_acc": knn.accuracy,
-        "linear_acc": linear.accuracy,
+        "knn_acc": knn_acc,
+        "linear_acc": linear_acc,
         "effective_rank": effective_rank(test_h),
         "tolerance": tolerance(torch.nn.functional.normalize(test_h, dim=-1), test_y),
     }
 
 
-def raw_baseline(dataset: ImageDataset, config: RunConfig) -> dict[str, float]:
+def raw_baseline(task: ImageContrastiveTask, config: RunConfig) -> dict[str, float]:
     """kNN and linear probe on raw pixels scaled to [0, 1]."""
-    train_x = dataset.train_images.flatten(1).float() / 255
-    test_x = dataset.test_images.flatten(1).float() / 255
-    knn = knn_classify(
-        train_x,
-        dataset.train_labels,
-        test_x,
-        dataset.test_labels,
-        k=config.eval.knn_k,
-        temperature=config.eval.knn_temperature,
+    knn_acc, linear_acc = _probes(
+        task.train_images.flatten(1).float() / 255,
+        task.test_images.flatten(1).float() / 255,
+        task,
+        config,
     )
-    linear = linear_probe(
-        train_x,
-        dataset.train_labels,
-        test_x,
-        dataset.test_labels,
-        epochs=config.eval.linear_epochs,
-        seed=config.train.seed,
-    )
-    return {"raw_knn_acc": knn.accuracy, "raw_linear_acc": linear.accuracy}
+    return {"raw_knn_acc": knn_acc, "raw_linear_acc": linear_acc}
 
 
 def run_image_training(
@@ -353,6 +361,7 @@ def run_image_training(
     dataset = load_dataset(config)
     task = ImageContrastiveTask(config, dataset)
     engine = Engine(config, output, task, resume=resume)
+    engine.prepare()  # every check that can refuse the run; the task is now on its device
     started = time.perf_counter()
 
     baselines: dict[str, float] = {}
@@ -362,16 +371,16 @@ def run_image_training(
             "untrained_knn_acc": untrained["knn_acc"],
             "untrained_linear_acc": untrained["linear_acc"],
             "untrained_effective_rank": untrained["effective_rank"],
-            **raw_baseline(dataset, config),
+            **raw_baseline(task, config),
         }
     scores_path = output / "plots" / "score_samples.safetensors"
-    checkpoint = latest_checkpoint(output / "checkpoints") if resume else None
-    if checkpoint is not None and scores_path.is_file():
+    if engine.restored is not None and scores_path.is_file():
         task.scores.load(scores_path)
-        task.scores.truncate(int(load_checkpoint(checkpoint)[1]["epoch"]))
-    elif checkpoint is None:
-        task.scores.record(0, task.diagnostic_views())  # the untrained encoder's scores
+        task.scores.truncate(engine.start_epoch)
+    else:  # weights are loaded in fit(): the model is still the seeded, untrained one
+        task.scores.record(0, task.diagnostic_views())
     task.scores_path = scores_path
+    task.scores.save(scores_path)
     result = engine.fit()
 
     summary = {
@@ -469,6 +478,7 @@ def evaluate_run(run_dir: str | Path, *, echo: bool = True) -> dict[str, Any]:
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise ValueError(f"checkpoint {folder} does not fit this run's model: {first}") from None
+    task.setup(Fabric(accelerator="auto", devices=1))  # a GPU when there is one
     metrics = evaluate_representations(task, config)
     metrics["checkpoint"] = folder.name
     if echo:

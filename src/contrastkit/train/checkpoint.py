@@ -1,9 +1,10 @@
 """Checkpoints: safetensors weights + a training-state file, written atomically.
 
 A checkpoint is a folder ``checkpoints/epoch-0005/`` holding ``model.safetensors`` (every
-tensor of the model's ``state_dict``) and ``state.pt`` (optimizer, schedule, counters, RNG
-states, the run config; plain containers and tensors only, read back with
-``torch.load(weights_only=True)``). The folder is written under a temporary name and renamed
+tensor of the model's ``state_dict``) and ``state.pt`` (optimizer state, epoch and step
+counters, elapsed time, the run config; plain containers and tensors only, read back with
+``torch.load(weights_only=True)``; no RNG state is needed because the engine re-seeds every
+step from the step number). The folder is written under a temporary name and renamed
 into place, and ``checkpoints/latest`` is replaced atomically afterwards, so a run killed at
 any moment leaves either the previous or the new checkpoint, never a half-written one.
 """
@@ -79,13 +80,26 @@ def _prune(checkpoint_dir: Path, *, keep: int, protect: str) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+def _complete(folder: Path) -> bool:
+    return (folder / WEIGHTS).is_file() and (folder / STATE).is_file()
+
+
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The folder ``latest`` points at, or None when there is no complete checkpoint."""
+    """The folder ``latest`` points at; without a pointer (a run killed between renaming its
+    first checkpoint into place and writing the pointer) the newest complete folder; None when
+    there is no complete checkpoint."""
     pointer = checkpoint_dir / LATEST
     if not pointer.is_file():
-        return None
+        if not checkpoint_dir.is_dir():
+            return None
+        folders = sorted(
+            p
+            for p in checkpoint_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and _complete(p)
+        )
+        return folders[-1] if folders else None
     folder = checkpoint_dir / pointer.read_text().strip()
-    if not (folder / WEIGHTS).is_file() or not (folder / STATE).is_file():
+    if not _complete(folder):
         raise FileNotFoundError(f"{pointer} points at {folder}, which is not a complete checkpoint")
     return folder
 

@@ -24,6 +24,24 @@ class ConfigError(ValueError):
     """A bad configuration file, key or value (the message names it)."""
 
 
+def _at_least(section: str, obj: object, minimum: float, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not isinstance(value, bool) and value < minimum:
+            raise ConfigError(f"config key {section}.{name} must be >= {minimum}; got {value}")
+
+
+def _one_of(section: str, name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"config key {section}.{name} must be one of {choices}; got {value!r}")
+
+
+# Precisions the engine supports: fp16 mixed precision would need a gradient scaler whose state
+# the checkpoints do not hold (so resume would not be exact); pure low-precision weights would
+# not fit the fp32 evaluation.
+PRECISIONS = ("32-true", "32", "bf16-mixed")
+
+
 @dataclass
 class DataConfig:
     name: str = "digits"  # digits | fashion_mnist | cifar10 | cifar100 | image_folder
@@ -31,12 +49,18 @@ class DataConfig:
     train_limit: int | None = None  # use only the first N training images (stratified)
     test_limit: int | None = None
 
+    def __post_init__(self) -> None:
+        _at_least("data", self, 1, "train_limit", "test_limit")
+
 
 @dataclass
 class ViewsConfig:
     preset: str | None = None  # augmentation preset; default: the dataset's own
     views: int = 4  # V views per image
     size: int | None = None  # output side; default: the dataset's image size
+
+    def __post_init__(self) -> None:
+        _at_least("views", self, 1, "views", "size")
 
 
 @dataclass
@@ -47,6 +71,9 @@ class ModelConfig:
     head_hidden: int = 256
     head_out: int = 64
     head_layers: int = 2
+
+    def __post_init__(self) -> None:
+        _at_least("model", self, 1, "width", "head_hidden", "head_out", "head_layers")
 
 
 @dataclass
@@ -66,6 +93,15 @@ class MocoConfig:
     pos_extrapolation: float | None = None  # Feature Transformation: Beta alpha (paper 2.0)
     neg_interpolation: float | None = None  # Feature Transformation: Beta alpha (paper 1.6)
 
+    def __post_init__(self) -> None:
+        _at_least("moco", self, 1, "queue_size")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ConfigError(f"config key moco.momentum must be in [0, 1]; got {self.momentum}")
+        for name in ("pos_extrapolation", "neg_interpolation"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"config key moco.{name} must be > 0 (a Beta alpha) or null")
+
 
 @dataclass
 class OptimConfig:
@@ -76,6 +112,12 @@ class OptimConfig:
     warmup_epochs: float = 1.0  # linear warmup, then cosine decay to 0
     lars_eta: float = 0.02
 
+    def __post_init__(self) -> None:
+        _one_of("optim", "name", self.name, ("adam", "sgd", "lars"))
+        if not self.lr > 0:
+            raise ConfigError(f"config key optim.lr must be > 0; got {self.lr}")
+        _at_least("optim", self, 0, "weight_decay", "momentum", "warmup_epochs", "lars_eta")
+
 
 @dataclass
 class TrainConfig:
@@ -84,11 +126,25 @@ class TrainConfig:
     seed: int = 0
     accelerator: str = "auto"  # auto | cpu | cuda | gpu | mps
     devices: int = 1
-    precision: str = "32-true"  # Lightning Fabric precision: 32-true | bf16-mixed | 16-mixed
+    precision: str = "32-true"  # 32-true | bf16-mixed (losses compute in fp32 either way)
     eval_every: int = 25  # online kNN / linear probe every K epochs (0: only at the end)
     checkpoint_every: int = 1  # epochs between checkpoints
     keep_checkpoints: int = 2
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least(
+            "train",
+            self,
+            1,
+            "epochs",
+            "batch_size",
+            "devices",
+            "checkpoint_every",
+            "keep_checkpoints",
+        )
+        _at_least("train", self, 0, "eval_every")
+        _one_of("train", "precision", self.precision, PRECISIONS)
 
 
 @dataclass
@@ -98,6 +154,11 @@ class EvalConfig:
     linear_epochs: int = 100
     score_samples: int = 5000  # negative pairs sampled for the score histograms
     baselines: bool = True  # untrained encoder and raw inputs
+
+    def __post_init__(self) -> None:
+        _at_least("eval", self, 1, "knn_k", "linear_epochs", "score_samples")
+        if not self.knn_temperature > 0:
+            raise ConfigError("config key eval.knn_temperature must be > 0")
 
 
 @dataclass
@@ -161,6 +222,11 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
         return dict(value)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            return float(value)
+        except ValueError:
+            pass
     if annotation in (int, float, str, bool):
         if isinstance(value, bool) and annotation is not bool:
             raise ConfigError(f"config key {key} must be {annotation.__name__}; got {value!r}")

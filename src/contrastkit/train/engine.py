@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 from lightning_fabric import Fabric
 from torch import Tensor, nn
+from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from contrastkit.train.checkpoint import (
@@ -30,9 +31,9 @@ from contrastkit.train.checkpoint import (
 from contrastkit.train.config import RunConfig, config_difference, config_from_dict
 from contrastkit.train.optim import build_optimizer, warmup_cosine
 
-# Keys that may change when a run is resumed (they do not change what a step computes).
+# Keys that may change when a run is resumed (they do not change what a step computes;
+# train.epochs does: it sets the length of the cosine schedule).
 RESUMABLE_CHANGES = (
-    "train.epochs",
     "train.progress",
     "train.eval_every",
     "train.checkpoint_every",
@@ -72,6 +73,10 @@ class Engine:
         self.resume = resume
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.prepared = False
+        self.restored: tuple[dict[str, Tensor], dict[str, Any]] | None = None
+        self.start_epoch = 0  # the epoch of the checkpoint a resumed run continues from
+        self.fabric: Fabric | None = None
         devices = config.train.devices
         if devices != 1:
             raise ValueError(
@@ -80,23 +85,46 @@ class Engine:
             )
 
     # -- setup -----------------------------------------------------------------------------
-    def _check_resume(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    def prepare(self) -> None:
+        """Check the run folder and the checkpoint, start Fabric, move the task to the device.
+
+        Everything that can refuse the run happens here, before anything is written.
+        """
+        if self.prepared:
+            return
+        cfg = self.config.train
         folder = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir.exists() else None
-        if folder is None:
-            if self.resume and self.metrics_path.exists():
-                raise FileNotFoundError(
-                    f"--resume: no complete checkpoint in {self.checkpoint_dir}"
-                )
-            return None
-        weights, state = load_checkpoint(folder)
-        saved = config_from_dict(state["config"])
-        differences = config_difference(saved, self.config, ignore=RESUMABLE_CHANGES)
-        if differences:
-            raise ValueError(
-                f"checkpoint {folder} was made with a different config "
-                f"(differs in: {', '.join(differences)}); use another --output folder"
+        if folder is not None and not self.resume:
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --output folder"
             )
-        return weights, state
+        if self.resume and not self.run_dir.is_dir():
+            raise FileNotFoundError(f"--resume: {self.run_dir} does not exist")
+        if folder is not None:
+            weights, state = load_checkpoint(folder)
+            saved = config_from_dict(state["config"])
+            differences = config_difference(saved, self.config, ignore=RESUMABLE_CHANGES)
+            if differences:
+                raise ValueError(
+                    f"checkpoint {folder} was made with a different config "
+                    f"(differs in: {', '.join(differences)}); resume with the run's own "
+                    "config.yaml or train into another --output folder"
+                )
+            self.restored = (weights, state)
+            self.start_epoch = int(state["epoch"])
+        try:
+            self.fabric = Fabric(
+                accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision
+            )
+        except (RuntimeError, ImportError, ModuleNotFoundError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise ValueError(
+                f"cannot start train.accelerator={cfg.accelerator!r} with "
+                f"train.precision={cfg.precision!r}: {first}"
+            ) from None
+        self.task.setup(self.fabric)
+        self.prepared = True
 
     def _prepare_run_dir(self, resumed: bool, epoch: int) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +133,7 @@ class Engine:
             kept = [
                 line
                 for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("epoch", 0) <= epoch
+                if _epoch_of(line) is not None and _epoch_of(line) <= epoch
             ]
             atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
         elif not resumed:
@@ -114,16 +142,14 @@ class Engine:
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         cfg = self.config.train
-        if not self.resume and self.checkpoint_dir.exists() and any(self.checkpoint_dir.iterdir()):
-            raise FileExistsError(
-                f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
-                "another --output folder"
+        self.prepare()
+        fabric, restored = self.fabric, self.restored
+        assert fabric is not None
+        if restored is not None and self.start_epoch > cfg.epochs:
+            raise ValueError(
+                f"train.epochs={cfg.epochs} is below the checkpoint's epoch {self.start_epoch}"
             )
-        restored = self._check_resume() if self.resume else None
-
-        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision)
         torch.manual_seed(cfg.seed)
-        self.task.setup(fabric)
         optim_cfg = self.config.optim
         params = [p for p in self.task.model.parameters() if p.requires_grad]
         optimizer = build_optimizer(
@@ -150,9 +176,11 @@ class Engine:
             start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
         self._prepare_run_dir(restored is not None, start_epoch)
 
-        writer = _tensorboard(self.run_dir / "tensorboard")
+        writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=step + 1)
         started = time.perf_counter() - elapsed
         result: dict[str, Any] = {}
+        if start_epoch >= cfg.epochs:  # finished before the kill: the last record has the metrics
+            result = self._last_record()
         bar = tqdm(
             total=total_steps,
             initial=step,
@@ -190,11 +218,10 @@ class Engine:
                     losses.append(float(loss.detach()))
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
-                    if writer is not None:
-                        writer.add_scalar("train/loss", losses[-1], step)
-                        writer.add_scalar("train/lr", lr, step)
-                        for key, value in logs.items():
-                            writer.add_scalar(f"train/{key}", value, step)
+                    writer.add_scalar("train/loss", losses[-1], step)
+                    writer.add_scalar("train/lr", lr, step)
+                    for key, value in logs.items():
+                        writer.add_scalar(f"train/{key}", value, step)
                 record: dict[str, Any] = {
                     "epoch": epoch,
                     "step": step,
@@ -206,23 +233,26 @@ class Engine:
                 if final or (cfg.eval_every and epoch % cfg.eval_every == 0):
                     model.eval()
                     result = self.task.evaluate(epoch, final=final)
-                    record.update({k: v for k, v in result.items() if _is_number(v)})
-                    if writer is not None:
-                        for key, value in record.items():
-                            if key not in ("epoch", "step") and _is_number(value):
-                                writer.add_scalar(f"epoch/{key}", value, epoch)
+                    record.update({k: v for k, v in result.items() if is_number(v)})
+                    for key, value in record.items():
+                        if key not in ("epoch", "step") and is_number(value):
+                            writer.add_scalar(f"epoch/{key}", value, epoch)
                 with self.metrics_path.open("a") as handle:
                     handle.write(json.dumps(record) + "\n")
                 if final or epoch % max(1, cfg.checkpoint_every) == 0:
                     self._save(epoch, step, optimizer, time.perf_counter() - started)
         finally:
             bar.close()
-            if writer is not None:
-                writer.close()
+            writer.close()
         result["wall_seconds"] = round(time.perf_counter() - started, 3)
         result["epochs"] = cfg.epochs
         result["steps"] = step
         return result
+
+    def _last_record(self) -> dict[str, Any]:
+        """The last complete record of ``metrics.jsonl`` (the final metrics of a finished run)."""
+        lines = [ln for ln in self.metrics_path.read_text().splitlines() if _epoch_of(ln)]
+        return json.loads(lines[-1]) if lines else {}
 
     def _save(
         self, epoch: int, step: int, optimizer: torch.optim.Optimizer, elapsed: float
@@ -243,11 +273,14 @@ class Engine:
         )
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _tensorboard(folder: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=str(folder))
+def _epoch_of(line: str) -> int | None:
+    """The epoch of a ``metrics.jsonl`` line; None for a blank or partly written line."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
