@@ -36,19 +36,37 @@ EXPERIMENTS: dict[str, list[tuple[str, list[str]]]] = {
     "batch": [
         (
             f"{loss} batch {batch}",
-            [f"loss.name={loss}", "views.views=2", f"train.batch_size={batch}",
-             "train.epochs=40", "loss.temperature=0.1"],
+            [
+                f"loss.name={loss}",
+                "views.views=2",
+                f"train.batch_size={batch}",
+                "train.epochs=40",
+                "loss.temperature=0.1",
+            ],
         )
-        for loss in ("info_nce", "dcl") for batch in (32, 256)
+        for loss in ("info_nce", "dcl")
+        for batch in (32, 256)
     ],
     "temperature": [
-        (f"info_nce tau {tau}", ["loss.name=info_nce", "views.views=2", f"loss.temperature={tau}",
-                                 "train.epochs=60"])
+        (
+            f"info_nce tau {tau}",
+            ["loss.name=info_nce", "views.views=2", f"loss.temperature={tau}", "train.epochs=60"],
+        )
         for tau in (0.05, 0.1, 0.2, 0.5, 1.0)
     ],
     "moco": [
-        (name, ["loss.name=info_nce", "views.views=2", "moco.enabled=true", "moco.queue_size=1024",
-                "loss.temperature=0.2", "train.epochs=100", *extra])
+        (
+            name,
+            [
+                "loss.name=info_nce",
+                "views.views=2",
+                "moco.enabled=true",
+                "moco.queue_size=1024",
+                "loss.temperature=0.2",
+                "train.epochs=100",
+                *extra,
+            ],
+        )
         for name, extra in (
             ("moco v2", []),
             ("moco v2 + FT", ["moco.pos_extrapolation=2.0", "moco.neg_interpolation=1.6"]),
@@ -75,14 +93,22 @@ def main() -> int:
                 out = Path(args.output) / experiment / f"{name.replace(' ', '_')}-s{seed}"
                 shutil.rmtree(out, ignore_errors=True)
                 summary = run_image_training(config, out, echo=False)
-                record = {"experiment": experiment, "setting": name, "seed": seed,
-                          "dataset": "digits", "overrides": overrides,
-                          "metrics": {k: summary[k] for k in METRICS},
-                          "epochs": summary["epochs"], "seconds": summary["wall_seconds"],
-                          "device": "cpu", "command": command}
+                record = {
+                    "experiment": experiment,
+                    "setting": name,
+                    "seed": seed,
+                    "dataset": "digits",
+                    "overrides": overrides,
+                    "metrics": {k: summary[k] for k in METRICS},
+                    "epochs": summary["epochs"],
+                    "seconds": summary["wall_seconds"],
+                    "device": "cpu",
+                    "command": command,
+                }
                 records.append(record)
-                print(json.dumps({k: record[k] for k in ("setting", "seed", "metrics")}),
-                      flush=True)
+                print(
+                    json.dumps({k: record[k] for k in ("setting", "seed", "metrics")}), flush=True
+                )
                 RESULTS.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(records, indent=2) + "\n")
     table = markdown(records)
@@ -94,8 +120,11 @@ def main() -> int:
 def markdown(records: list[dict]) -> str:
     lines = []
     for experiment in sorted({r["experiment"] for r in records}):
-        lines += [f"\n### {experiment}\n", "| setting | " + " | ".join(METRICS) + " |",
-                  "|---" * (len(METRICS) + 1) + "|"]
+        lines += [
+            f"\n### {experiment}\n",
+            "| setting | " + " | ".join(METRICS) + " |",
+            "|---" * (len(METRICS) + 1) + "|",
+        ]
         settings = []
         for r in records:
             if r["experiment"] == experiment and r["setting"] not in settings:

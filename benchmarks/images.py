@@ -4,8 +4,9 @@
     python benchmarks/images.py --budget 20 --seeds 0 # a quicker look
 
 Each run gets the same training-time budget: a few timed steps estimate the step time of the
-(loss, V) pair, and the number of epochs is set so training fits the budget (at least one
-epoch). Writes ``benchmarks/results/images.json`` (one record per run: dataset, loss, views,
+(loss, V) pair, and ``train.max_steps`` is set so that training fits the budget (the cosine
+schedule ends at that step). Run it on an otherwise idle machine: the probe and the runs time
+the CPU. Writes ``benchmarks/results/images.json`` (one record per run: dataset, loss, views,
 seed, metrics, epochs, seconds, device, command) and ``benchmarks/results/images.md`` (mean ±
 std over seeds, next to the raw-pixel and untrained-encoder baselines).
 """
@@ -86,9 +87,18 @@ def main() -> int:
                 *args.overrides,
             ]
             step_time, steps_per_epoch = seconds_per_step(base)
-            epochs = max(1, math.floor(args.budget / (step_time * steps_per_epoch)))
+            steps = max(1, round(args.budget / step_time))
+            epochs = math.ceil(steps / steps_per_epoch)
             for seed in args.seeds:
-                config = load_config(None, [*base, f"train.seed={seed}", f"train.epochs={epochs}"])
+                config = load_config(
+                    None,
+                    [
+                        *base,
+                        f"train.seed={seed}",
+                        f"train.epochs={epochs}",
+                        f"train.max_steps={steps}",
+                    ],
+                )
                 out = Path(args.output) / f"{loss}-v{views}-s{seed}"
                 if out.exists():
                     shutil.rmtree(out)
@@ -112,7 +122,9 @@ def main() -> int:
                         )
                     },
                     "baselines": summary["baselines"],
-                    "epochs": epochs,
+                    "epochs": summary["epochs_trained"],
+                    "steps": steps,
+                    "measured_seconds_per_step": round(step_time, 4),
                     "seconds": last["seconds"],
                     "budget_seconds": args.budget,
                     "seconds_with_evaluation": summary["wall_seconds"],

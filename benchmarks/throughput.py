@@ -49,14 +49,16 @@ def main() -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
 
-    backbone = resnet18(cifar_stem=True) if args.backbone == "resnet18" else SmallCNN(
-        in_channels=3, out_dim=None)
+    backbone = (
+        resnet18(cifar_stem=True)
+        if args.backbone == "resnet18"
+        else SmallCNN(in_channels=3, out_dim=None)
+    )
     model = Encoder(backbone, ProjectionHead(backbone.feature_dim, 2048, 128)).to(device)
     model = model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     views = ImageViews(augmentation_preset("simclr_cifar", size=32), views=args.views).to(device)
-    images = torch.randint(0, 256, (args.dataset_size, 3, 32, 32), dtype=torch.uint8,
-                           device=device)
+    images = torch.randint(0, 256, (args.dataset_size, 3, 32, 32), dtype=torch.uint8, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     def compute(batch_views: torch.Tensor) -> None:
@@ -90,7 +92,9 @@ def main() -> int:
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-        "backbone": args.backbone, "batch_size": args.batch_size, "views": args.views,
+        "backbone": args.backbone,
+        "batch_size": args.batch_size,
+        "views": args.views,
         "precision": args.precision,
         "compute_only_instances_per_s": round(compute_only, 1),
         "end_to_end_instances_per_s": round(end_to_end, 1),

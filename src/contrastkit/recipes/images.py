@@ -400,6 +400,7 @@ def run_image_training(
             if k in result
         },
         "epochs": result["epochs"],
+        "epochs_trained": result["epochs_trained"],
         "steps": result["steps"],
         "train_seconds": result["wall_seconds"],
         "wall_seconds": round(time.perf_counter() - started, 3),

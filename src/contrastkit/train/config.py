@@ -122,6 +122,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 150
+    max_steps: int | None = None  # stop after this many steps (the schedule ends there too)
     batch_size: int = 256
     seed: int = 0
     accelerator: str = "auto"  # auto | cpu | cuda | gpu | mps
@@ -138,6 +139,7 @@ class TrainConfig:
             self,
             1,
             "epochs",
+            "max_steps",
             "batch_size",
             "devices",
             "checkpoint_every",

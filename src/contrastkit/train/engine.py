@@ -166,6 +166,9 @@ class Engine:
         batch = min(cfg.batch_size, n)
         steps_per_epoch = max(1, n // batch)
         total_steps = steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:  # a step budget shortens the run (and its schedule)
+            total_steps = min(total_steps, cfg.max_steps)
+        last_epoch = math.ceil(total_steps / steps_per_epoch)
         warmup_steps = round(optim_cfg.warmup_epochs * steps_per_epoch)
 
         start_epoch, step, elapsed = 0, 0, 0.0
@@ -179,7 +182,7 @@ class Engine:
         writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=step + 1)
         started = time.perf_counter() - elapsed
         result: dict[str, Any] = {}
-        if start_epoch >= cfg.epochs:  # finished before the kill: the last record has the metrics
+        if start_epoch >= last_epoch:  # finished before the kill: the last record has the metrics
             result = self._last_record()
         bar = tqdm(
             total=total_steps,
@@ -190,13 +193,13 @@ class Engine:
             leave=False,
         )
         try:
-            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            for epoch in range(start_epoch + 1, last_epoch + 1):
                 model.train()
                 order = torch.randperm(
                     n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
                 )
                 losses = []
-                for k in range(steps_per_epoch):
+                for k in range(min(steps_per_epoch, total_steps - step)):
                     torch.manual_seed(cfg.seed * 1_000_003 + step)
                     lr = optim_cfg.lr * warmup_cosine(
                         step, total_steps=total_steps, warmup_steps=warmup_steps
@@ -229,7 +232,7 @@ class Engine:
                     "lr": lr,
                     "seconds": round(time.perf_counter() - started, 3),
                 }
-                final = epoch == cfg.epochs
+                final = epoch == last_epoch
                 if final or (cfg.eval_every and epoch % cfg.eval_every == 0):
                     model.eval()
                     result = self.task.evaluate(epoch, final=final)
@@ -245,7 +248,8 @@ class Engine:
             bar.close()
             writer.close()
         result["wall_seconds"] = round(time.perf_counter() - started, 3)
-        result["epochs"] = cfg.epochs
+        result["epochs"] = last_epoch
+        result["epochs_trained"] = round(step / steps_per_epoch, 3)
         result["steps"] = step
         return result
 
