@@ -10,9 +10,10 @@ from torch import nn
 
 
 class LARS(torch.optim.Optimizer):
-    """LARS (You et al., 2017) as used by SimCLR: SGD with momentum whose step for each weight
-    matrix is scaled by the trust ratio ``eta * ||w|| / ||g + wd * w||``. Biases and
-    normalisation parameters (1-D tensors) are excluded from adaptation and weight decay.
+    """LARS (You et al., 2017): SGD with momentum whose step for each weight matrix is scaled by
+    the trust ratio ``eta * ||w|| / ||g + wd * w||``; biases and normalisation parameters (1-D
+    tensors) are excluded from adaptation and weight decay, as in SimCLR. ``eta`` defaults to
+    solo-learn's 0.02 (SimCLR: 0.001); there is no learning-rate clipping.
     """
 
     def __init__(
