@@ -9,10 +9,12 @@ from contrastkit.core.pair_reduce import (
     SoftmaxMean,
     WeightedSum,
     compute_dtype,
+    core_backend,
     dense_pair_reduce,
     pair_reduce,
     within_instance_logits,
 )
+from contrastkit.core.tiled import tiled_pair_reduce
 
 __all__ = [
     "CosineWeights",
@@ -25,8 +27,10 @@ __all__ = [
     "SoftmaxMean",
     "WeightedSum",
     "compute_dtype",
+    "core_backend",
     "dense_pair_reduce",
     "pair_reduce",
     "relation_codes",
+    "tiled_pair_reduce",
     "within_instance_logits",
 ]

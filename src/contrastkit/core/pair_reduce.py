@@ -24,7 +24,8 @@ distributed path plug in behind :func:`pair_reduce` with the same terms.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -196,6 +197,39 @@ def _weights_block(
     return None
 
 
+@dataclass
+class _Backend:
+    impl: str = "auto"  # "dense" | "tiled" | "auto"
+    tile_size: int = 1024
+    auto_rows: int = 8192  # "auto" goes tiled when anchors x candidates exceed auto_rows²
+
+
+_BACKEND = _Backend()
+
+
+@contextmanager
+def core_backend(impl: str = "auto", *, tile_size: int = 1024) -> Iterator[None]:
+    """Force the core's path inside a ``with`` block (every loss follows it)::
+
+        with contrastkit.core.core_backend("tiled", tile_size=2048):
+            loss = contrastkit.losses.info_nce(z)
+
+    ``"dense"``: ``[N, N]`` logit blocks (fastest for small batches); ``"tiled"``: tiles of
+    ``tile_size`` rows with recomputation in backward (memory ``O(R·D + tile²)``);
+    ``"auto"`` (default): tiled when the anchor-by-candidate block exceeds 8192².
+    """
+    if impl not in ("dense", "tiled", "auto"):
+        raise ValueError(f"impl must be 'dense', 'tiled' or 'auto'; got {impl!r}")
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        raise ValueError(f"tile_size must be an int >= 1; got {tile_size!r}")
+    saved = (_BACKEND.impl, _BACKEND.tile_size)
+    _BACKEND.impl, _BACKEND.tile_size = impl, tile_size
+    try:
+        yield
+    finally:
+        _BACKEND.impl, _BACKEND.tile_size = saved
+
+
 _SAME_VIEW = PairMask.where(view="same")
 _OTHER_VIEW = PairMask.where(view="other")
 
@@ -235,6 +269,12 @@ def pair_reduce(
     candidate_views = list(range(v)) if candidate_views is None else list(candidate_views)
     instance = torch.arange(n, device=z.device)
     label = None if labels is None else labels.to(device=z.device, dtype=torch.long)
+    impl = _BACKEND.impl
+    if impl == "auto":
+        big = n * len(anchor_views) * n * len(candidate_views) > _BACKEND.auto_rows**2
+        impl = "tiled" if big else "dense"
+    if impl == "tiled":
+        return _tiled_views(z, terms, scale, label, anchor_views, candidate_views, candidate_bias)
 
     def ids_of_view(view: int) -> RowIds:
         return RowIds(instance, torch.full_like(instance, view), label)
@@ -260,6 +300,54 @@ def pair_reduce(
         for k, term in enumerate(terms):
             per_term[k].append(merge_partials(term, partials[k], n, z))
     return [_stack_views(results) for results in per_term]
+
+
+def _view_major(z: Tensor, views: list[int], label: Tensor | None) -> tuple[Tensor, RowIds]:
+    """Rows of the given views, view-major (all instances of the first view, then the next),
+    so that tiles mostly fall inside one view block and can be skipped."""
+    n = z.shape[0]
+    rows = z[:, views].transpose(0, 1).reshape(-1, z.shape[-1])
+    instance = torch.arange(n, device=z.device).repeat(len(views))
+    view = torch.tensor(views, device=z.device).repeat_interleave(n)
+    return rows, RowIds(instance, view, None if label is None else label.repeat(len(views)))
+
+
+def _tiled_views(
+    z: Tensor,
+    terms: Sequence[Term],
+    scale: float | Tensor,
+    label: Tensor | None,
+    anchor_views: list[int],
+    candidate_views: list[int],
+    candidate_bias: Tensor | None,
+) -> list[Partial]:
+    from contrastkit.core.tiled import tiled_pair_reduce
+
+    n = z.shape[0]
+    anchors, anchor_ids = _view_major(z, anchor_views, label)
+    candidates, candidate_ids = _view_major(z, candidate_views, label)
+    bias = None
+    if candidate_bias is not None:
+        bias = candidate_bias[:, candidate_views].transpose(0, 1).reshape(-1)
+    results = tiled_pair_reduce(
+        anchors,
+        candidates,
+        anchor_ids,
+        candidate_ids,
+        terms,
+        scale=scale,
+        candidate_bias=bias,
+        tile_size=_BACKEND.tile_size,
+    )
+    va = len(anchor_views)
+
+    def to_instances(t: Tensor) -> Tensor:
+        return t.reshape(va, n).transpose(0, 1)
+
+    return [
+        tuple(to_instances(part) for part in r) if isinstance(r, tuple) else to_instances(r)
+        for r in results
+    ]
 
 
 def _stack_views(results: list[Partial]) -> Partial:
