@@ -1,0 +1,57 @@
+"""Distributed training: gather embeddings across processes with gradient.
+
+The simplest exact pattern: every process gathers the global batch (``gather_with_grad``) and
+computes the loss on it. Each process then holds the same global loss; the gather's backward
+sums, over processes, the gradients that reach each process's own rows, so after data-parallel
+gradient averaging every parameter gets exactly the gradient of a single process on the global
+batch. This works for every loss unchanged (labels and other per-instance inputs are gathered
+with :func:`gather`); its cost is that each process computes the whole loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def world_size() -> int:
+    """Number of processes (1 when torch.distributed is not initialised)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _check_same_shape(x: Tensor) -> None:
+    shape = torch.tensor(list(x.shape), device=x.device)
+    shapes = [torch.zeros_like(shape) for _ in range(world_size())]
+    dist.all_gather(shapes, shape)
+    if any(not torch.equal(s, shape) for s in shapes):
+        found = [tuple(s.tolist()) for s in shapes]
+        raise ValueError(f"gather: every process must pass the same shape; got {found}")
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` of every process along dim 0 (rank order), differentiably.
+
+    Backward: each process receives the sum over processes of the gradient of its own rows.
+    Without torch.distributed (or with one process) returns ``x`` unchanged.
+    """
+    if world_size() == 1:
+        return x
+    _check_same_shape(x)
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+def gather(x: Tensor) -> Tensor:
+    """Concatenate ``x`` of every process along dim 0, without gradient (labels, ids)."""
+    if world_size() == 1:
+        return x
+    _check_same_shape(x)
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
