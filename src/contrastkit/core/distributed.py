@@ -33,6 +33,25 @@ def _check_same_shape(x: Tensor) -> None:
         raise ValueError(f"gather: every process must pass the same shape; got {found}")
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward sums the gradient of the gathered tensor over processes
+    (all_reduce, which gloo supports) and returns this process's slice."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` of every process along dim 0 (rank order), differentiably.
 
@@ -42,9 +61,7 @@ def gather_with_grad(x: Tensor) -> Tensor:
     if world_size() == 1:
         return x
     _check_same_shape(x)
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x)
 
 
 def gather(x: Tensor) -> Tensor:

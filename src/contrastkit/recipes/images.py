@@ -18,6 +18,7 @@ from lightning_fabric import Fabric
 from torch import Tensor, nn
 
 from contrastkit import losses as loss_lib
+from contrastkit.core.distributed import gather, gather_with_grad
 from contrastkit.data.images import ImageDataset, load_image_dataset
 from contrastkit.encoders import (
     Encoder,
@@ -236,12 +237,15 @@ class ImageContrastiveTask:
         images = self.train_images[indices.to(self.device)]
         views = self.views(images)  # [B, V, C, H, W]
         if isinstance(self.model, MocoModel):
-            q, k = model(views)
+            q, k = model(views)  # local queries against local keys and the shared queue
+            self.model.last_keys = gather(k.detach())  # every process enqueues the global keys
             loss, stats = self.model.loss(q, k)
             return loss, {f"scores/{key}": float(v.mean()) for key, v in stats.items()}
         b, v = views.shape[:2]
         _, z = model(views.flatten(0, 1))
-        return self.criterion(z.reshape(b, v, -1)), {}
+        # with several processes every one computes the loss on the gathered global batch
+        # (exact gradients after data-parallel averaging; see contrastkit.core.distributed)
+        return self.criterion(gather_with_grad(z.reshape(b, v, -1))), {}
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         if isinstance(self.model, MocoModel):
@@ -379,8 +383,9 @@ def run_image_training(
         task.scores.truncate(engine.start_epoch)
     else:  # weights are loaded in fit(): the model is still the seeded, untrained one
         task.scores.record(0, task.diagnostic_views())
-    task.scores_path = scores_path
-    task.scores.save(scores_path)
+    if engine.is_main:  # only rank 0 writes the run folder
+        task.scores_path = scores_path
+        task.scores.save(scores_path)
     result = engine.fit()
 
     summary = {
@@ -407,6 +412,8 @@ def run_image_training(
         "baselines": baselines,
         "score_history": task.scores.to_dict()["records"],
     }
+    if not engine.is_main:
+        return summary
     plots = output / "plots"
     if len(task.scores):
         task.scores.plot(

@@ -78,10 +78,10 @@ class Engine:
         self.start_epoch = 0  # the epoch of the checkpoint a resumed run continues from
         self.fabric: Fabric | None = None
         devices = config.train.devices
-        if devices != 1:
+        if devices > 1 and config.train.batch_size % devices:
             raise ValueError(
-                f"train.devices={devices}: multi-process training needs the loss's negatives "
-                "gathered across processes, which the engine does not do yet; use train.devices=1"
+                f"train.batch_size={config.train.batch_size} must be divisible by "
+                f"train.devices={devices} (each process takes an equal share of the batch)"
             )
 
     # -- setup -----------------------------------------------------------------------------
@@ -115,8 +115,12 @@ class Engine:
             self.start_epoch = int(state["epoch"])
         try:
             self.fabric = Fabric(
-                accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision
+                accelerator=cfg.accelerator,
+                devices=cfg.devices,
+                precision=cfg.precision,
+                strategy="ddp" if cfg.devices > 1 else "auto",
             )
+            self.fabric.launch()  # with devices > 1: starts the other processes (same command)
         except (RuntimeError, ImportError, ModuleNotFoundError, ValueError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise ValueError(
@@ -126,7 +130,14 @@ class Engine:
         self.task.setup(self.fabric)
         self.prepared = True
 
+    @property
+    def is_main(self) -> bool:
+        """True in the process that writes the run folder (rank 0)."""
+        return self.fabric is None or self.fabric.global_rank == 0
+
     def _prepare_run_dir(self, resumed: bool, epoch: int) -> None:
+        if not self.is_main:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
         if resumed and self.metrics_path.exists():
@@ -179,7 +190,12 @@ class Engine:
             start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
         self._prepare_run_dir(restored is not None, start_epoch)
 
-        writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=step + 1)
+        writer = (
+            SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=step + 1)
+            if self.is_main
+            else _NoWriter()
+        )
+        world, rank = fabric.world_size, fabric.global_rank
         started = time.perf_counter() - elapsed
         result: dict[str, Any] = {}
         if start_epoch >= last_epoch:  # finished before the kill: the last record has the metrics
@@ -207,6 +223,8 @@ class Engine:
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     indices = order[k * batch : (k + 1) * batch]
+                    if world > 1:  # this process's share; the task gathers z across processes
+                        indices = indices.chunk(world)[rank]
                     loss, logs = self.task.training_step(model, indices)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
@@ -240,10 +258,13 @@ class Engine:
                     for key, value in record.items():
                         if key not in ("epoch", "step") and is_number(value):
                             writer.add_scalar(f"epoch/{key}", value, epoch)
-                with self.metrics_path.open("a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                if final or epoch % max(1, cfg.checkpoint_every) == 0:
+                if self.is_main:
+                    with self.metrics_path.open("a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                if self.is_main and (final or epoch % max(1, cfg.checkpoint_every) == 0):
                     self._save(epoch, step, optimizer, time.perf_counter() - started)
+                if world > 1:
+                    fabric.barrier()
         finally:
             bar.close()
             writer.close()
@@ -275,6 +296,16 @@ class Engine:
             state=state,
             keep=self.config.train.keep_checkpoints,
         )
+
+
+class _NoWriter:
+    """Stands in for the TensorBoard writer in processes other than rank 0."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def is_number(value: Any) -> bool:
