@@ -162,10 +162,38 @@ class PairMask:
         flags = [Relation(code) in self.relations for code in range(len(Relation))]
         return torch.tensor(flags, dtype=torch.bool, device=device)
 
-    def block(self, anchors: RowIds, candidates: RowIds) -> Tensor:
-        """Dense ``[Ra, Rc]`` boolean mask of this set for the given rows (one tile)."""
-        codes = relation_codes(anchors, candidates)
-        return self.table(codes.device)[codes]
+    def block(
+        self, anchors: RowIds, candidates: RowIds, *, same_view: bool | None = None
+    ) -> Tensor:
+        """Dense ``[Ra, Rc]`` boolean mask of this set for the given rows (one tile).
+
+        Built from boolean comparisons only (no integer code matrix). ``same_view`` tells that
+        every pair of the tile is same-view (True) or other-view (False), when the caller knows
+        it (a block of one anchor view against one candidate view), which skips that comparison.
+        """
+        same_instance = anchors.instance[:, None] == candidates.instance[None, :]
+        if anchors.label is not None and candidates.label is not None:
+            same_label = anchors.label[:, None] == candidates.label[None, :]
+        else:
+            same_label = same_instance
+        view_match = (
+            None if same_view is not None else (anchors.view[:, None] == candidates.view[None, :])
+        )
+        mask = torch.zeros_like(same_instance)
+        for relation in self.relations:
+            si, sv, sl = _FACTS[relation]
+            if same_view is not None and same_view != sv:
+                continue
+            labelled = same_label is not same_instance
+            if not si and sl and not labelled:
+                continue  # without labels another instance never shares the label
+            term = same_instance if si else ~same_instance
+            if view_match is not None:
+                term = term & (view_match if sv else ~view_match)
+            if not si and labelled:
+                term = term & (same_label if sl else ~same_label)
+            mask = mask | term
+        return mask
 
     def __repr__(self) -> str:
         names = ", ".join(rel.name for rel in sorted(self.relations))

@@ -294,7 +294,7 @@ def pair_reduce(
                 logits = logits + candidate_bias[None, :, c]
             for k in active:
                 term = terms[k]
-                mask = term.mask.block(anchor_ids, candidate_ids)
+                mask = term.mask.block(anchor_ids, candidate_ids, same_view=a == c)
                 weights = _weights_block(term, anchor_ids, candidate_ids, logits.dtype)
                 partials[k].append(reduce_block(logits, mask, term, weights))
         for k, term in enumerate(terms):

@@ -1,0 +1,175 @@
+"""Loss benchmark: NT-Xent forward + backward time and peak memory, side by side.
+
+    python benchmarks/losses.py                          # CPU, N = 256 .. 8192 pairs, D = 128
+    python benchmarks/losses.py --device cuda --sizes 4096 16384 65536 262144
+
+Rows: the matmul floor (the three [2N, 2N] matmuls of forward + backward), a plain PyTorch
+NT-Xent (log-sum-exp over a masked similarity matrix), contrastkit's dense and tiled core,
+and pytorch-metric-learning's NTXentLoss (pair enumeration; small N only). Every measurement
+runs in its own subprocess so that peak memory is that run's alone: CUDA peak allocated
+memory on a GPU, peak resident set size growth on the CPU. Writes
+``benchmarks/results/losses.json`` and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "losses.json"
+IMPLS = ("floor", "plain", "contrastkit_dense", "contrastkit_tiled", "pml")
+
+
+def _plain_nt_xent(z1, z2, temperature):
+    import torch
+
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    n = z1.shape[0]
+    sim = (z @ z.T) / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return torch.nn.functional.cross_entropy(sim, targets)
+
+
+def run_one(impl: str, n: int, dim: int, device: str, repeats: int, tile: int) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    z = torch.randn(n, 2, dim, device=dev, requires_grad=True)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def step():
+        if impl == "floor":
+            a = z.reshape(2 * n, dim)
+            s = a @ a.T
+            g = torch.ones_like(s)
+            return (g @ a, g.T @ a, s)
+        if impl == "plain":
+            loss = _plain_nt_xent(z[:, 0], z[:, 1], 0.1)
+        elif impl.startswith("contrastkit"):
+            from contrastkit.core import core_backend
+            from contrastkit.losses import info_nce
+
+            with core_backend("tiled" if impl.endswith("tiled") else "dense", tile_size=tile):
+                loss = info_nce(z, temperature=0.1)
+        else:
+            from pytorch_metric_learning.losses import NTXentLoss
+
+            emb = torch.cat([z[:, 0], z[:, 1]])
+            labels = torch.arange(n, device=dev).repeat(2)
+            loss = NTXentLoss(temperature=0.1)(emb, labels)
+        loss.backward()
+        z.grad = None
+        return loss
+
+    step()  # warm-up
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / repeats
+    if dev.type == "cuda":
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 2**20
+    return {
+        "impl": impl,
+        "pairs": n,
+        "dim": dim,
+        "device": device,
+        "seconds": seconds,
+        "peak_gib": round(peak, 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 1024, 4096, 8192])
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--pml-max", type=int, default=1024, help="largest N for PML")
+    parser.add_argument("--one", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        record = run_one(
+            args.one[0], int(args.one[1]), args.dim, args.device, args.repeats, args.tile
+        )
+        print(json.dumps(record))
+        return 0
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    records = []
+    for n in args.sizes:
+        for impl in IMPLS:
+            if impl == "pml" and n > args.pml_max:
+                continue
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    impl,
+                    str(n),
+                    "--device",
+                    args.device,
+                    "--dim",
+                    str(args.dim),
+                    "--repeats",
+                    str(args.repeats),
+                    "--tile",
+                    str(args.tile),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                record = {"impl": impl, "pairs": n, "error": last[:200]}
+            else:
+                record = json.loads(done.stdout.strip().splitlines()[-1])
+            record["command"] = command
+            record["machine"] = f"{platform.machine()}, {args.device}"
+            records.append(record)
+            print(json.dumps(record), flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(records, indent=2) + "\n")
+    print(table(records))
+    return 0
+
+
+def table(records: list[dict]) -> str:
+    sizes = sorted({r["pairs"] for r in records})
+    lines = ["| pairs N | " + " | ".join(IMPLS) + " |", "|---" * (len(IMPLS) + 1) + "|"]
+    for n in sizes:
+        cells = []
+        for impl in IMPLS:
+            r = next((r for r in records if r["pairs"] == n and r["impl"] == impl), None)
+            if r is None:
+                cells.append("—")
+            elif "error" in r:
+                cells.append("error")
+            else:
+                cells.append(f"{r['seconds'] * 1000:.0f} ms, {r['peak_gib']:.2f} GiB")
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
