@@ -157,7 +157,9 @@ def merge_partials(term: Term, partials: Sequence[Partial], num_rows: int, like:
     expected = torch.stack([p[0] for p in partials], dim=1)  # type: ignore[index]
     block_lse = torch.stack([p[1] for p in partials], dim=1)  # type: ignore[index]
     total_lse = torch.logsumexp(block_lse, dim=1)
-    share = torch.exp(block_lse - total_lse[:, None])  # each block's share of the softmax mass
+    # each block's share of the softmax mass; rows whose set is empty everywhere get 0, not NaN
+    finite_total = torch.where(torch.isinf(total_lse), 0.0, total_lse)
+    share = torch.exp(block_lse - finite_total[:, None])
     if isinstance(term, SoftmaxMean) and term.detach_weights:
         share = share.detach()
     return (share * expected).sum(dim=1), total_lse

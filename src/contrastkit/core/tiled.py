@@ -22,7 +22,14 @@ import torch
 from torch import Tensor
 
 from contrastkit.core.pair_mask import RowIds
-from contrastkit.core.pair_reduce import LogSumExp, SoftmaxMean, Term, WeightedSum
+from contrastkit.core.pair_reduce import (
+    LogSumExp,
+    Partial,
+    Term,
+    WeightedSum,
+    merge_partials,
+    reduce_block,
+)
 
 NEG_INF = float("-inf")
 
@@ -59,23 +66,19 @@ class _TiledPairReduce(torch.autograd.Function):
         b = bias if has_bias else None
         dtype, device = anchors.dtype, anchors.device
         ctx.set_materialize_grads(False)
-        # LogSumExp: first = running LSE; WeightedSum: (Σ w·logit, Σ w);
-        # SoftmaxMean: (running expected logit, running LSE)
-        first = [
-            torch.full(
-                (ra,), NEG_INF if isinstance(t, LogSumExp) else 0.0, dtype=dtype, device=device
-            )
+        # per term: the two [Ra] outputs (LogSumExp: LSE and an unused zero vector;
+        # WeightedSum: sum and total weight; SoftmaxMean: expected logit and LSE)
+        outputs = [torch.zeros(ra, dtype=dtype, device=device) for _ in range(2 * len(terms))]
+        thresholds: list[Tensor | None] = [
+            torch.full((ra,), float("inf"), dtype=dtype, device=device)
+            if isinstance(t, LogSumExp) and t.top_k is not None
+            else None
             for t in terms
         ]
-        second = [
-            torch.full(
-                (ra,), NEG_INF if isinstance(t, SoftmaxMean) else 0.0, dtype=dtype, device=device
-            )
-            for t in terms
-        ]
-        topk_values: list[Tensor | None] = [None for _ in terms]
         for i0 in range(0, ra, tile):
             ids_a = anchor_ids.select(slice(i0, i0 + tile))
+            rows = slice(i0, min(i0 + tile, ra))
+            running: list[Partial | None] = [None for _ in terms]  # merged over candidate tiles
             for j0 in range(0, rc, tile):
                 ids_c = candidate_ids.select(slice(j0, j0 + tile))
                 masks = [term.mask.block(ids_a, ids_c) for term in terms]
@@ -87,67 +90,19 @@ class _TiledPairReduce(torch.autograd.Function):
                     None if b is None else b[j0 : j0 + tile],
                     scale,
                 )
-                rows = slice(i0, i0 + logits.shape[0])
                 for k, (term, mask) in enumerate(zip(terms, masks, strict=True)):
                     if not bool(mask.any()):
                         continue
-                    masked = logits.masked_fill(~mask, NEG_INF)
-                    if isinstance(term, LogSumExp) and term.top_k is not None:
-                        kept = masked.topk(min(term.top_k, masked.shape[1]), dim=1).values
-                        prev = topk_values[k]
-                        if prev is None:
-                            prev = torch.full((ra, 0), NEG_INF, dtype=dtype, device=device)
-                            topk_values[k] = prev
-                        merged = torch.cat([prev[rows], kept], dim=1)
-                        merged = merged.topk(min(term.top_k, merged.shape[1]), dim=1).values
-                        if prev.shape[1] < merged.shape[1]:
-                            grown = torch.full(
-                                (ra, merged.shape[1]), NEG_INF, dtype=dtype, device=device
-                            )
-                            grown[:, : prev.shape[1]] = prev
-                            prev = topk_values[k] = grown
-                        prev[rows] = merged
-                    elif isinstance(term, LogSumExp):
-                        first[k][rows] = torch.logaddexp(
-                            first[k][rows], torch.logsumexp(masked, dim=1)
-                        )
-                    elif isinstance(term, WeightedSum):
-                        w = _weights(term, ids_a, ids_c, dtype)
-                        w = mask.to(dtype) if w is None else torch.where(mask, w, 0.0)
-                        first[k][rows] += (torch.where(mask, logits, 0.0) * w).sum(dim=1)
-                        second[k][rows] += w.sum(dim=1)
-                    else:  # SoftmaxMean, merged online like merge_partials
-                        tile_lse = torch.logsumexp(masked, dim=1)
-                        safe = torch.where(mask.any(dim=1, keepdim=True), masked, 0.0)
-                        probs = torch.softmax(safe, dim=1) * mask
-                        tile_mean = (probs * torch.where(mask, logits, 0.0)).sum(dim=1)
-                        old_lse = second[k][rows]
-                        new_lse = torch.logaddexp(old_lse, tile_lse)
-                        w_old = torch.nan_to_num(torch.exp(old_lse - new_lse))
-                        w_new = torch.nan_to_num(torch.exp(tile_lse - new_lse))
-                        first[k][rows] = first[k][rows] * w_old + tile_mean * w_new
-                        second[k][rows] = new_lse
-        outputs: list[Tensor] = []
-        thresholds: list[Tensor | None] = []
-        for k, term in enumerate(terms):
-            if isinstance(term, LogSumExp):
-                values = topk_values[k]
-                if term.top_k is not None:
-                    if values is None or values.shape[1] == 0:
-                        lse = torch.full((ra,), NEG_INF, dtype=dtype, device=device)
-                        thresholds.append(
-                            torch.full((ra,), float("inf"), dtype=dtype, device=device)
-                        )
-                    else:
-                        lse = torch.logsumexp(values, dim=1)
-                        thresholds.append(values[:, -1])
-                else:
-                    lse = first[k]
-                    thresholds.append(None)
-                outputs += [lse, torch.zeros(ra, dtype=dtype, device=device)]
-            else:
-                thresholds.append(None)
-                outputs += [first[k], second[k]]
+                    tile_partial = reduce_block(
+                        logits, mask, term, _weights(term, ids_a, ids_c, dtype)
+                    )
+                    running[k] = _combine(term, running[k], tile_partial)
+            for k, term in enumerate(terms):
+                first, second = _final(term, running[k], rows.stop - rows.start, anchors)
+                outputs[2 * k][rows], outputs[2 * k + 1][rows] = first, second
+                partial = running[k]
+                if thresholds[k] is not None and partial is not None:
+                    thresholds[k][rows] = partial[:, -1]  # type: ignore[index]
         ctx.save_for_backward(anchors, candidates, bias, scale, *outputs)
         ctx.meta = (anchor_ids, candidate_ids, list(terms), tile, has_bias, thresholds)
         return tuple(outputs)
@@ -209,6 +164,31 @@ class _TiledPairReduce(torch.autograd.Function):
                     grad_b[j0 : j0 + tile] += dlogits.sum(dim=0)
                 grad_s += (dlogits * dots).sum()
         return grad_a, grad_c, grad_b, grad_s, None, None, None, None
+
+
+def _combine(term: Term, running: Partial | None, new: Partial) -> Partial:
+    """Merge two partials of one term into one (bounded memory: a top-k partial keeps k)."""
+    if running is None:
+        return new
+    if isinstance(term, LogSumExp) and term.top_k is not None:
+        values = torch.cat([running, new], dim=1)  # type: ignore[list-item]
+        return values.topk(min(term.top_k, values.shape[1]), dim=1).values
+    rows = new.shape[0] if isinstance(new, Tensor) else new[0].shape[0]
+    return merge_partials(term, [running, new], rows, new if isinstance(new, Tensor) else new[0])
+
+
+def _final(term: Term, partial: Partial | None, rows: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """The two outputs of a term for ``rows`` anchors from its merged partial."""
+    zeros = torch.zeros(rows, dtype=like.dtype, device=like.device)
+    if isinstance(term, LogSumExp):
+        if term.top_k is not None:
+            if partial is None:
+                return torch.full_like(zeros, NEG_INF), zeros
+            return torch.logsumexp(partial, dim=1), zeros  # type: ignore[arg-type]
+        lse = merge_partials(term, [] if partial is None else [partial], rows, like)
+        return lse, zeros  # type: ignore[return-value]
+    merged = merge_partials(term, [] if partial is None else [partial], rows, like)
+    return merged  # type: ignore[return-value]
 
 
 def tiled_pair_reduce(
