@@ -242,3 +242,25 @@ def test_two_process_training_through_the_cli(tmp_path):
     assert summary["steps"] == 16 and 0.0 <= summary["knn_acc"] <= 1.0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+
+
+def test_grad_cache_training_runs_and_refuses_moco(tmp_path, capsys):
+    config = load_config(None, [*TINY, "train.grad_cache_chunk=16"])
+    summary = recipe.run_image_training(config, tmp_path / "gc", echo=False)
+    records = [
+        json.loads(line) for line in (tmp_path / "gc" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert summary["steps"] == 16 and all(r["loss"] == r["loss"] for r in records)
+    assert records[-1]["loss"] < records[0]["loss"]  # it trains
+    words = [
+        "--train.grad_cache_chunk",
+        "8",
+        "--moco.enabled",
+        "true",
+        "--loss",
+        "info_nce",
+        "--views",
+        "2",
+    ]
+    assert main(["train", "--output", str(tmp_path / "m"), *words]) == 2
+    assert "grad_cache_chunk does not apply to MoCo" in capsys.readouterr().err

@@ -42,6 +42,7 @@ from contrastkit.eval.probes import knn_classify, linear_probe
 from contrastkit.train.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint
 from contrastkit.train.config import ConfigError, RunConfig, load_config
 from contrastkit.train.engine import Engine
+from contrastkit.train.gradcache import grad_cache_step
 from contrastkit.views.image import ImageViews, augmentation_preset
 
 # the augmentation preset used when views.preset is not set
@@ -209,6 +210,8 @@ class ImageContrastiveTask:
         self.criterion = build_loss(config)
         _check_views(config, self.criterion)
         self.model: nn.Module = encoder
+        if config.moco.enabled and config.train.grad_cache_chunk is not None:
+            raise ConfigError("train.grad_cache_chunk does not apply to MoCo (moco.enabled)")
         if config.moco.enabled:
             if config.views.views != 2 or config.loss.name != "info_nce":
                 raise ConfigError(
@@ -242,10 +245,20 @@ class ImageContrastiveTask:
             loss, stats = self.model.loss(q, k)
             return loss, {f"scores/{key}": float(v.mean()) for key, v in stats.items()}
         b, v = views.shape[:2]
+
+        def loss_of(z: Tensor) -> Tensor:
+            # with several processes every one computes the loss on the gathered global batch
+            # (exact gradients after data-parallel averaging; see contrastkit.core.distributed)
+            return self.criterion(gather_with_grad(z.reshape(b, v, -1)))
+
+        chunk = self.config.train.grad_cache_chunk
+        if chunk is not None:  # back-propagates here; the engine sees a detached loss
+            loss = grad_cache_step(
+                lambda x: model(x)[1], views.flatten(0, 1), loss_of, chunk_size=chunk
+            )
+            return loss, {}
         _, z = model(views.flatten(0, 1))
-        # with several processes every one computes the loss on the gathered global batch
-        # (exact gradients after data-parallel averaging; see contrastkit.core.distributed)
-        return self.criterion(gather_with_grad(z.reshape(b, v, -1))), {}
+        return loss_of(z), {}
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         if isinstance(self.model, MocoModel):

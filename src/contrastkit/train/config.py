@@ -123,6 +123,12 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 150
     max_steps: int | None = None  # stop after this many steps (the schedule ends there too)
+    # encode each batch in chunks of this many images with the gradient cache (large batches on
+    # one device; exact for encoders without training-mode BatchNorm)
+    grad_cache_chunk: int | None = None
+    # with devices > 1: BatchNorm statistics over the global batch (SyncBatchNorm needs GPUs);
+    # None: on GPUs yes, on the CPU no
+    sync_batchnorm: bool | None = None
     batch_size: int = 256
     seed: int = 0
     accelerator: str = "auto"  # auto | cpu | cuda | gpu | mps
@@ -140,6 +146,7 @@ class TrainConfig:
             1,
             "epochs",
             "max_steps",
+            "grad_cache_chunk",
             "batch_size",
             "devices",
             "checkpoint_every",

@@ -53,7 +53,8 @@ class Task(Protocol):
 
     def training_step(self, model: nn.Module, indices: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Loss of one batch of training-set indices, and scalars to log. ``model`` is
-        ``self.model`` as wrapped by Fabric (precision, DDP): call it, not ``self.model``."""
+        ``self.model`` as wrapped by Fabric (precision, DDP): call it, not ``self.model``.
+        A task that back-propagates itself (gradient cache) returns a detached loss."""
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Hook after each optimizer step (momentum encoders, queues)."""
@@ -127,6 +128,11 @@ class Engine:
                 f"cannot start train.accelerator={cfg.accelerator!r} with "
                 f"train.precision={cfg.precision!r}: {first}"
             ) from None
+        if cfg.devices > 1 and cfg.sync_batchnorm and self.fabric.device.type != "cuda":
+            raise ValueError(
+                "train.sync_batchnorm=true needs GPUs (SyncBatchNorm); set it false or leave it "
+                "unset (null) for per-process statistics on the CPU"
+            )
         self.task.setup(self.fabric)
         self.prepared = True
 
@@ -171,6 +177,9 @@ class Engine:
             momentum=optim_cfg.momentum,
             lars_eta=optim_cfg.lars_eta,
         )
+        on_gpu = fabric.device.type == "cuda"
+        if cfg.devices > 1 and (cfg.sync_batchnorm or (cfg.sync_batchnorm is None and on_gpu)):
+            self.task.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.task.model)
         model, optimizer = fabric.setup(self.task.model, optimizer)
 
         n = self.task.num_train()
@@ -225,14 +234,17 @@ class Engine:
                     indices = order[k * batch : (k + 1) * batch]
                     if world > 1:  # this process's share; the task gathers z across processes
                         indices = indices.chunk(world)[rank]
+                    optimizer.zero_grad(set_to_none=True)
                     loss, logs = self.task.training_step(model, indices)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
                             f"loss is {float(loss)} at epoch {epoch}, step {step}; "
                             "lower the learning rate or raise the temperature"
                         )
-                    optimizer.zero_grad(set_to_none=True)
-                    fabric.backward(loss)
+                    if loss.requires_grad:
+                        optimizer.zero_grad(set_to_none=True)
+                        fabric.backward(loss)
+                    # else: the task already accumulated the gradients (gradient cache)
                     optimizer.step()
                     self.task.after_optimizer_step(step, total_steps)
                     step += 1
