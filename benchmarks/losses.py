@@ -5,6 +5,7 @@
 
 Rows: the matmul floor (the three [2N, 2N] matmuls of forward + backward), a plain PyTorch
 NT-Xent (log-sum-exp over a masked similarity matrix), contrastkit's dense and tiled core,
+lightly's NTXentLoss and DCLLoss (loaded from its files, see ``anchors.py``), contrastkit's DCL,
 and pytorch-metric-learning's NTXentLoss (pair enumeration; small N only). Every measurement
 runs in its own subprocess so that peak memory is that run's alone: CUDA peak allocated
 memory on a GPU, peak resident set size growth on the CPU. Writes
@@ -23,8 +24,20 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from anchors import INSTALL, load_lightly_losses
+
 RESULTS = Path(__file__).parent / "results" / "losses.json"
-IMPLS = ("floor", "plain", "contrastkit_dense", "contrastkit_tiled", "pml")
+IMPLS = (
+    "floor",
+    "plain",
+    "contrastkit_dense",
+    "contrastkit_tiled",
+    "lightly",
+    "lightly_dcl",
+    "contrastkit_dcl",
+    "pml",
+)
 
 
 def _plain_nt_xent(z1, z2, temperature):
@@ -58,12 +71,22 @@ def run_one(impl: str, n: int, dim: int, device: str, repeats: int, tile: int) -
             return (g @ a, g.T @ a, s)
         if impl == "plain":
             loss = _plain_nt_xent(z[:, 0], z[:, 1], 0.1)
+        elif impl == "contrastkit_dcl":
+            from contrastkit.losses import dcl
+
+            loss = dcl(z, temperature=0.1)
         elif impl.startswith("contrastkit"):
             from contrastkit.core import core_backend
             from contrastkit.losses import info_nce
 
             with core_backend("tiled" if impl.endswith("tiled") else "dense", tile_size=tile):
                 loss = info_nce(z, temperature=0.1)
+        elif impl.startswith("lightly"):
+            lightly = load_lightly_losses()
+            if lightly is None:
+                raise RuntimeError(f"lightly is not installed ({INSTALL})")
+            cls = lightly.DCLLoss if impl == "lightly_dcl" else lightly.NTXentLoss
+            loss = cls(temperature=0.1)(z[:, 0], z[:, 1])
         else:
             from pytorch_metric_learning.losses import NTXentLoss
 

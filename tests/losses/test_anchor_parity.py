@@ -50,16 +50,13 @@ observed differences <= ~4e-6).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
+from benchmarks.anchors import INSTALL, StubMemoryBankModule, load_lightly_losses
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
-from torch import nn
 
 from contrastkit.losses import dcl, dclw, info_nce, supcon
 
@@ -237,47 +234,12 @@ def test_pml_supcon_drops_rows_whose_loss_rounds_to_zero():
 
 
 # ----------------------------------------------------------------------------- lightly
-class _StubMemoryBankModule(nn.Module):
-    """Stands in for lightly's MemoryBankModule (its package imports torchvision). With
-    ``size=0`` the real one returns ``(output, None)`` from forward; nothing else is supported."""
-
-    def __init__(self, size=0, gather_distributed: bool = False, **kwargs) -> None:
-        super().__init__()
-        if size not in (0, (0,), [0]):
-            raise NotImplementedError("stub memory bank: only memory_bank_size=0")
-
-    def forward(self, output, labels=None, update: bool = False):
-        return output, None
-
-
-def _load_module(path: Path, name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def lightly_losses(monkeypatch) -> types.SimpleNamespace:
-    spec = importlib.util.find_spec("lightly")
-    if spec is None or spec.origin is None:
-        pytest.skip(
-            "lightly is not installed; install it without its torchvision dependency: "
-            "pip install --no-deps lightly==1.6.0"
-        )
-    loss_dir = Path(spec.origin).parent / "loss"
-    stubs = ["lightly.models", "lightly.models.modules", "lightly.models.modules.memory_bank"]
-    for name in stubs:
-        stub = types.ModuleType(name)
-        stub.__path__ = []  # a package: submodules resolve through sys.modules only
-        monkeypatch.setitem(sys.modules, name, stub)
-    sys.modules[stubs[-1]].MemoryBankModule = _StubMemoryBankModule
-    ntx = _load_module(loss_dir / "ntx_ent_loss.py", "_contrastkit_anchor_lightly_ntx_ent_loss")
-    dclm = _load_module(loss_dir / "dcl_loss.py", "_contrastkit_anchor_lightly_dcl_loss")
-    return types.SimpleNamespace(
-        NTXentLoss=ntx.NTXentLoss, DCLLoss=dclm.DCLLoss, DCLWLoss=dclm.DCLWLoss
-    )
+    losses = load_lightly_losses(monkeypatch.setitem)
+    if losses is None:
+        pytest.skip(f"lightly is not installed; install it without torchvision: {INSTALL}")
+    return losses
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -285,7 +247,7 @@ def lightly_losses(monkeypatch) -> types.SimpleNamespace:
 @pytest.mark.parametrize(("seed", "n", "d"), SHAPES, ids=SHAPE_IDS)
 def test_lightly_ntxent_matches_info_nce(lightly_losses, seed, n, d, t, dtype):
     loss = lightly_losses.NTXentLoss(temperature=t)
-    assert isinstance(loss.memory_bank, _StubMemoryBankModule)
+    assert isinstance(loss.memory_bank, StubMemoryBankModule)
     _assert_parity(
         lambda x: info_nce(x, temperature=t),
         lambda x: loss(x[:, 0], x[:, 1]),
