@@ -218,10 +218,12 @@ def core_backend(impl: str = "auto", *, tile_size: int = 1024) -> Iterator[None]
 
     ``"dense"``: ``[N, N]`` logit blocks (fastest for small batches); ``"tiled"``: tiles of
     ``tile_size`` rows with recomputation in backward (memory ``O(R·D + tile²)``);
+    ``"triton"``: the Triton kernels for log-sum-exp terms without top-k (other terms take the
+    tiled path; needs ``triton``; float32; not yet measured on a GPU, so never chosen by auto);
     ``"auto"`` (default): tiled when the anchor-by-candidate block exceeds 8192².
     """
-    if impl not in ("dense", "tiled", "auto"):
-        raise ValueError(f"impl must be 'dense', 'tiled' or 'auto'; got {impl!r}")
+    if impl not in ("dense", "tiled", "triton", "auto"):
+        raise ValueError(f"impl must be 'dense', 'tiled', 'triton' or 'auto'; got {impl!r}")
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
         raise ValueError(f"tile_size must be an int >= 1; got {tile_size!r}")
     saved = (_BACKEND.impl, _BACKEND.tile_size)
@@ -275,8 +277,17 @@ def pair_reduce(
     if impl == "auto":
         big = n * len(anchor_views) * n * len(candidate_views) > _BACKEND.auto_rows**2
         impl = "tiled" if big else "dense"
-    if impl == "tiled":
-        return _tiled_views(z, terms, scale, label, anchor_views, candidate_views, candidate_bias)
+    if impl in ("tiled", "triton"):
+        return _tiled_views(
+            z,
+            terms,
+            scale,
+            label,
+            anchor_views,
+            candidate_views,
+            candidate_bias,
+            use_triton=impl == "triton",
+        )
 
     def ids_of_view(view: int) -> RowIds:
         return RowIds(instance, torch.full_like(instance, view), label)
@@ -322,6 +333,8 @@ def _tiled_views(
     anchor_views: list[int],
     candidate_views: list[int],
     candidate_bias: Tensor | None,
+    *,
+    use_triton: bool = False,
 ) -> list[Partial]:
     from contrastkit.core.tiled import tiled_pair_reduce
 
@@ -331,16 +344,36 @@ def _tiled_views(
     bias = None
     if candidate_bias is not None:
         bias = candidate_bias[:, candidate_views].transpose(0, 1).reshape(-1)
-    results = tiled_pair_reduce(
-        anchors,
-        candidates,
-        anchor_ids,
-        candidate_ids,
-        terms,
-        scale=scale,
-        candidate_bias=bias,
-        tile_size=_BACKEND.tile_size,
-    )
+    results: list[Partial | None] = [None] * len(terms)
+    if use_triton:
+        from contrastkit.core.triton_lse import triton_logsumexp
+
+        simple = [k for k, t in enumerate(terms) if isinstance(t, LogSumExp) and t.top_k is None]
+        lses = triton_logsumexp(
+            anchors,
+            candidates,
+            anchor_ids,
+            candidate_ids,
+            [terms[k].mask for k in simple],
+            scale=scale,
+            candidate_bias=bias,
+        )
+        for k, lse in zip(simple, lses, strict=True):
+            results[k] = lse
+    rest = [k for k in range(len(terms)) if results[k] is None]
+    if rest:
+        others = tiled_pair_reduce(
+            anchors,
+            candidates,
+            anchor_ids,
+            candidate_ids,
+            [terms[k] for k in rest],
+            scale=scale,
+            candidate_bias=bias,
+            tile_size=_BACKEND.tile_size,
+        )
+        for k, value in zip(rest, others, strict=True):
+            results[k] = value
     va = len(anchor_views)
 
     def to_instances(t: Tensor) -> Tensor:
