@@ -129,7 +129,7 @@ def test_auto_goes_tiled_above_the_threshold(monkeypatch):
 
 def test_core_backend_validates_and_restores():
     with (
-        pytest.raises(ValueError, match="impl must be 'dense', 'tiled' or 'auto'"),
+        pytest.raises(ValueError, match="impl must be 'dense', 'tiled', 'triton' or 'auto'"),
         core_backend("fast"),
     ):
         pass
