@@ -141,3 +141,47 @@ def test_core_backend_validates_and_restores():
     with core_backend("tiled", tile_size=7):
         assert pair_reduce_module._BACKEND.impl == "tiled"
     assert pair_reduce_module._BACKEND.impl == "auto"
+
+
+def test_top_k_with_tied_logits_routes_the_gradient_to_k_columns():
+    """64 identical rows: every logit ties. Each row's softmax weights must sum to 1 (the
+    gradient w.r.t. the candidate bias sums to the number of rows), as on the dense path."""
+    z = torch.ones(32, 2, 4, dtype=torch.float64)
+    bias_grads = []
+    for impl in ("dense", "tiled"):
+        bias = torch.zeros(32, 2, dtype=torch.float64, requires_grad=True)
+        with core_backend(impl, tile_size=16):
+            (lse,) = pair_reduce(
+                z, [LogSumExp(PairMask.NEGATIVES, top_k=8)], scale=1.0, candidate_bias=bias
+            )
+        (grad,) = torch.autograd.grad(lse.sum(), bias)
+        bias_grads.append(grad)
+        expected = 4.0 + torch.log(torch.tensor(8.0, dtype=torch.float64))  # <1,1> over 4 dims
+        torch.testing.assert_close(lse, torch.full_like(lse, expected.item()))
+    for grad in bias_grads:
+        assert grad.sum().item() == pytest.approx(64.0)
+        assert int((grad > 0).sum()) <= 64 * 8
+
+
+@pytest.mark.parametrize("impl", ["dense", "tiled"])
+def test_autocast_does_not_lower_the_loss_precision(impl):
+    from contrastkit.losses import hard_info_nce
+
+    z = random_batch(16, 2, 8, seed=3, dtype=torch.float32)
+    with core_backend(impl, tile_size=8):
+        plain = hard_info_nce(z, top_k=4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = hard_info_nce(z, top_k=4)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, plain, rtol=1e-6, atol=1e-6)
+
+
+def test_tiled_refuses_pair_weights_that_require_gradient():
+    from contrastkit.losses import soft_supcon
+
+    z = random_batch(5, 2, 3, seed=0)
+    scores = torch.rand(5, 5, dtype=torch.float64, requires_grad=True)
+    soft_supcon(z, scores).backward()  # dense: gradient reaches the scores
+    assert scores.grad is not None
+    with core_backend("tiled", tile_size=4), pytest.raises(ValueError, match="dense path only"):
+        soft_supcon(z, scores)

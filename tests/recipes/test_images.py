@@ -264,3 +264,8 @@ def test_grad_cache_training_runs_and_refuses_moco(tmp_path, capsys):
     ]
     assert main(["train", "--output", str(tmp_path / "m"), *words]) == 2
     assert "grad_cache_chunk does not apply to MoCo" in capsys.readouterr().err
+
+
+def test_a_loss_with_learnable_parameters_is_refused(tmp_path, capsys):
+    assert main(["train", "--output", str(tmp_path / "r"), "--loss", "siglip"]) == 2
+    assert "has learnable parameters" in capsys.readouterr().err

@@ -59,3 +59,17 @@ def test_bad_arguments():
         grad_cache_step(_model(), _inputs(), L.info_nce, chunk_size=0)
     with pytest.raises(ValueError, match="non-empty batch"):
         grad_cache_step(_model(), torch.zeros(0, 6), L.info_nce, chunk_size=2)
+
+
+def test_parameters_inside_the_loss_get_their_gradient():
+    temperature = L.LearnableTemperature(0.2).double()
+
+    def loss_fn(z):
+        return L.info_nce(z.reshape(-1, 2, 4), temperature=temperature())
+
+    full = _model()
+    loss_fn(full(_inputs())).backward()
+    expected = temperature.log_scale.grad.clone()
+    temperature.log_scale.grad = None
+    grad_cache_step(_model(), _inputs(), loss_fn, chunk_size=5)
+    torch.testing.assert_close(temperature.log_scale.grad, expected)

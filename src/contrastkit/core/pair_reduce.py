@@ -40,6 +40,11 @@ class PairWeights:
     def block(self, anchors: RowIds, candidates: RowIds) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    @property
+    def requires_grad(self) -> bool:
+        """Whether the weights carry gradient (only the dense path propagates it)."""
+        return any(isinstance(v, Tensor) and v.requires_grad for v in vars(self).values())
+
 
 @dataclass(frozen=True, eq=False)
 class InstanceWeights(PairWeights):
@@ -268,6 +273,20 @@ def pair_reduce(
     block is skipped when no term's set can meet it (e.g. MV-DHEL's within-view sets never
     meet other-view blocks, so it costs ``O(V N² D)``, not ``O(V² N² D)``).
     """
+    # logits in the inputs' compute dtype even inside an autocast region (the losses upcast z)
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        return _pair_reduce(z, terms, scale, labels, anchor_views, candidate_views, candidate_bias)
+
+
+def _pair_reduce(
+    z: Tensor,
+    terms: Sequence[Term],
+    scale: float | Tensor,
+    labels: Tensor | None,
+    anchor_views: Sequence[int] | None,
+    candidate_views: Sequence[int] | None,
+    candidate_bias: Tensor | None,
+) -> list[Partial]:
     n, v, _ = z.shape
     anchor_views = list(range(v)) if anchor_views is None else list(anchor_views)
     candidate_views = list(range(v)) if candidate_views is None else list(candidate_views)

@@ -36,7 +36,7 @@ NEG_INF = float("-inf")
 
 def _weights(term: Term, anchors: RowIds, candidates: RowIds, dtype: torch.dtype) -> Tensor | None:
     if isinstance(term, WeightedSum) and term.weights is not None:
-        return term.weights.block(anchors, candidates).to(dtype).detach()
+        return term.weights.block(anchors, candidates).to(dtype)
     return None
 
 
@@ -69,8 +69,10 @@ class _TiledPairReduce(torch.autograd.Function):
         # per term: the two [Ra] outputs (LogSumExp: LSE and an unused zero vector;
         # WeightedSum: sum and total weight; SoftmaxMean: expected logit and LSE)
         outputs = [torch.zeros(ra, dtype=dtype, device=device) for _ in range(2 * len(terms))]
-        thresholds: list[Tensor | None] = [
-            torch.full((ra,), float("inf"), dtype=dtype, device=device)
+        # top-k terms: the candidate columns that were kept ([Ra, k], -1 = none), so that the
+        # backward routes the gradient exactly where the forward summed (ties included)
+        chosen: list[Tensor | None] = [
+            torch.full((ra, t.top_k), -1, dtype=torch.long, device=device)
             if isinstance(t, LogSumExp) and t.top_k is not None
             else None
             for t in terms
@@ -79,6 +81,7 @@ class _TiledPairReduce(torch.autograd.Function):
             ids_a = anchor_ids.select(slice(i0, i0 + tile))
             rows = slice(i0, min(i0 + tile, ra))
             running: list[Partial | None] = [None for _ in terms]  # merged over candidate tiles
+            top_columns: list[Tensor | None] = [None for _ in terms]
             for j0 in range(0, rc, tile):
                 ids_c = candidate_ids.select(slice(j0, j0 + tile))
                 masks = [term.mask.block(ids_a, ids_c) for term in terms]
@@ -93,6 +96,17 @@ class _TiledPairReduce(torch.autograd.Function):
                 for k, (term, mask) in enumerate(zip(terms, masks, strict=True)):
                     if not bool(mask.any()):
                         continue
+                    if isinstance(term, LogSumExp) and term.top_k is not None:
+                        masked = logits.masked_fill(~mask, NEG_INF)
+                        values, where = masked.topk(min(term.top_k, masked.shape[1]), dim=1)
+                        columns = where + j0
+                        if running[k] is not None:
+                            values = torch.cat([running[k], values], dim=1)  # type: ignore[list-item]
+                            columns = torch.cat([top_columns[k], columns], dim=1)  # type: ignore[list-item]
+                            values, pick = values.topk(min(term.top_k, values.shape[1]), dim=1)
+                            columns = columns.gather(1, pick)
+                        running[k], top_columns[k] = values, columns
+                        continue
                     tile_partial = reduce_block(
                         logits, mask, term, _weights(term, ids_a, ids_c, dtype)
                     )
@@ -100,17 +114,22 @@ class _TiledPairReduce(torch.autograd.Function):
             for k, term in enumerate(terms):
                 first, second = _final(term, running[k], rows.stop - rows.start, anchors)
                 outputs[2 * k][rows], outputs[2 * k + 1][rows] = first, second
-                partial = running[k]
-                if thresholds[k] is not None and partial is not None:
-                    thresholds[k][rows] = partial[:, -1]  # type: ignore[index]
+                kept = chosen[k]
+                if kept is not None and top_columns[k] is not None:
+                    columns = top_columns[k]
+                    finite = torch.isfinite(running[k])  # type: ignore[arg-type]
+                    kept[rows, : columns.shape[1]] = torch.where(finite, columns, -1)
+        for k in range(1, 2 * len(terms), 2):  # outputs that carry no gradient
+            if isinstance(terms[k // 2], (LogSumExp, WeightedSum)):
+                ctx.mark_non_differentiable(outputs[k])
         ctx.save_for_backward(anchors, candidates, bias, scale, *outputs)
-        ctx.meta = (anchor_ids, candidate_ids, list(terms), tile, has_bias, thresholds)
+        ctx.meta = (anchor_ids, candidate_ids, list(terms), tile, has_bias, chosen)
         return tuple(outputs)
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         anchors, candidates, bias, scale, *outputs = ctx.saved_tensors
-        anchor_ids, candidate_ids, terms, tile, has_bias, thresholds = ctx.meta
+        anchor_ids, candidate_ids, terms, tile, has_bias, chosen = ctx.meta
         b = bias if has_bias else None
         dtype = anchors.dtype
         grad_a = torch.zeros_like(anchors)
@@ -141,9 +160,14 @@ class _TiledPairReduce(torch.autograd.Function):
                             continue
                         keep = mask
                         if term.top_k is not None:
-                            keep = mask & (logits >= thresholds[k][rows][:, None])
-                        p = torch.exp(logits - out_first[rows][:, None]) * keep
-                        dlogits += torch.nan_to_num(p) * g_first[rows][:, None]
+                            columns = torch.arange(j0, j0 + logits.shape[1], device=logits.device)
+                            picked = chosen[k][rows]  # [rows, k] global columns, -1 = none
+                            keep = mask & (picked[:, :, None] == columns[None, None, :]).any(1)
+                        lse = out_first[rows][:, None]
+                        p = torch.where(
+                            keep, torch.exp(logits - torch.where(torch.isinf(lse), 0.0, lse)), 0.0
+                        )
+                        dlogits += p * g_first[rows][:, None]
                     elif isinstance(term, WeightedSum):
                         if g_first is None:
                             continue
@@ -152,7 +176,8 @@ class _TiledPairReduce(torch.autograd.Function):
                         dlogits += w * g_first[rows][:, None]
                     else:
                         lse, mean = out_second[rows][:, None], out_first[rows][:, None]
-                        p = torch.nan_to_num(torch.exp(logits - lse)) * mask
+                        finite_lse = torch.where(torch.isinf(lse), 0.0, lse)
+                        p = torch.where(mask, torch.exp(logits - finite_lse), 0.0)
                         if g_first is not None:
                             factor = 1.0 if term.detach_weights else (1.0 + logits - mean)
                             dlogits += torch.where(mask, p * factor, 0.0) * g_first[rows][:, None]
@@ -212,10 +237,27 @@ def tiled_pair_reduce(
         else torch.tensor(float(scale), dtype=anchors.dtype, device=anchors.device)
     )
     scale_t = scale_t.to(dtype=anchors.dtype, device=anchors.device).reshape(())
-    bias = candidate_bias if candidate_bias is not None else anchors.new_zeros(0)
-    outputs = _TiledPairReduce.apply(
-        anchors, candidates, bias, scale_t, anchor_ids, candidate_ids, list(terms), tile_size
-    )
+    if any(
+        isinstance(t, WeightedSum) and t.weights is not None and t.weights.requires_grad
+        for t in terms
+    ):
+        raise ValueError(
+            "pair weights that require gradient are supported by the dense path only (the "
+            "tiled path treats weights as constants); detach them or use core_backend('dense')"
+        )
+    bias = candidate_bias.to(anchors.dtype) if candidate_bias is not None else anchors.new_zeros(0)
+    # forward and the recomputation in backward must see the same precision: no autocast
+    with torch.autocast(device_type=anchors.device.type, enabled=False):
+        outputs = _TiledPairReduce.apply(
+            anchors,
+            candidates.to(anchors.dtype),
+            bias,
+            scale_t,
+            anchor_ids,
+            candidate_ids,
+            list(terms),
+            tile_size,
+        )
     results: list[Tensor | tuple[Tensor, Tensor]] = []
     for k, term in enumerate(terms):
         first, second = outputs[2 * k], outputs[2 * k + 1]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, ParamSpec, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +14,22 @@ from torch import Tensor
 from contrastkit.core import compute_dtype
 
 Reduction = Literal["mean", "none"]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _SHAPE = "[N, V, D] (N instances, V views or modalities, D features)"
+
+
+def full_precision(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a loss with autocast disabled: its logits, log-sum-exps and reductions are computed
+    in the inputs' compute dtype (>= float32) even inside an autocast region."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def prepare(

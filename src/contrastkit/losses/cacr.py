@@ -10,12 +10,14 @@ from contrastkit.losses._common import (
     Reduction,
     check_positive,
     check_reduction,
+    full_precision,
     pair_views,
     prepare,
     reduce,
 )
 
 
+@full_precision
 def cacr(
     z: Tensor,
     *,

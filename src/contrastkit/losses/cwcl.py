@@ -6,9 +6,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contrastkit.core import CosineWeights, LogSumExp, PairMask, WeightedSum, pair_reduce
-from contrastkit.losses._common import Reduction, check_positive, check_reduction, prepare, reduce
+from contrastkit.losses._common import (
+    Reduction,
+    check_positive,
+    check_reduction,
+    full_precision,
+    prepare,
+    reduce,
+)
 
 
+@full_precision
 def cwcl(
     z: Tensor,
     *,

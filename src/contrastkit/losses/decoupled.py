@@ -10,11 +10,13 @@ from contrastkit.losses._common import (
     Reduction,
     check_positive,
     check_reduction,
+    full_precision,
     prepare,
     reduce,
 )
 
 
+@full_precision
 def dcl(
     z: Tensor,
     *,
@@ -37,6 +39,7 @@ def dcl(
     return _dcl_family(z, temperature, None, True, normalize, reduction, loss="dcl")
 
 
+@full_precision
 def dclw(
     z: Tensor,
     *,
@@ -83,6 +86,7 @@ def _dcl_family(
     return reduce(per_instance, reduction)
 
 
+@full_precision
 def mv_dhel(
     z: Tensor,
     *,
@@ -110,6 +114,7 @@ def mv_dhel(
     return reduce(_dhel_terms(z, 1.0 / temperature, uniformity_views=None), reduction)
 
 
+@full_precision
 def dhel(
     z: Tensor,
     *,

@@ -17,6 +17,7 @@ from contrastkit.losses._common import (
     Reduction,
     check_positive,
     check_reduction,
+    full_precision,
     pair_views,
     prepare,
     reduce,
@@ -43,6 +44,7 @@ def _power_of_distance(difference: Tensor, alpha: float) -> Tensor:
     return torch.where(positive, safe.pow(alpha / 2), torch.zeros_like(squared))
 
 
+@full_precision
 def alignment(
     z: Tensor,
     *,
@@ -58,6 +60,7 @@ def alignment(
     return reduce(torch.stack(distances, dim=1).mean(dim=1), reduction)
 
 
+@full_precision
 def uniformity(
     z: Tensor,
     *,
@@ -84,6 +87,7 @@ def uniformity(
     return per_view.mean()
 
 
+@full_precision
 def kcl(
     z: Tensor,
     *,

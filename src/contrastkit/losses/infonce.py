@@ -15,6 +15,7 @@ from contrastkit.losses._common import (
     check_labels,
     check_positive,
     check_reduction,
+    full_precision,
     pair_views,
     prepare,
     reduce,
@@ -61,6 +62,7 @@ def pairwise_infonce_terms(
     return total / (v * (v - 1))
 
 
+@full_precision
 def info_nce(
     z: Tensor,
     *,
@@ -98,6 +100,7 @@ def info_nce(
     return reduce(per_instance, reduction)
 
 
+@full_precision
 def hard_info_nce(
     z: Tensor,
     *,
@@ -122,6 +125,7 @@ def hard_info_nce(
     return reduce(per_instance, reduction)
 
 
+@full_precision
 def mv_infonce(
     z: Tensor,
     *,
@@ -155,6 +159,7 @@ def mv_infonce(
     return reduce(negative - positive, reduction)
 
 
+@full_precision
 def supcon(
     z: Tensor,
     labels: Tensor,

@@ -17,12 +17,14 @@ from contrastkit.losses._common import (
     check_choice,
     check_positive,
     check_reduction,
+    full_precision,
     prepare,
     reduce,
 )
 from contrastkit.losses.infonce import pairwise_infonce_terms
 
 
+@full_precision
 def pvc(
     z: Tensor,
     *,
@@ -64,6 +66,7 @@ def pvc(
     return reduce(per_anchor.mean(dim=1), reduction)
 
 
+@full_precision
 def avg_infonce(
     z: Tensor,
     *,

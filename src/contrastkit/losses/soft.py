@@ -12,12 +12,14 @@ from contrastkit.losses._common import (
     Reduction,
     check_positive,
     check_reduction,
+    full_precision,
     prepare,
     reduce,
 )
 from contrastkit.losses.infonce import _mean_over_anchors_with_positives
 
 
+@full_precision
 def soft_supcon(
     z: Tensor,
     scores: Tensor,
@@ -83,6 +85,7 @@ def _squared_distances(x: Tensor) -> Tensor:
     return (squared_norm[:, None] + squared_norm[None, :] - 2.0 * x @ x.T).clamp(min=0.0)
 
 
+@full_precision
 def soft_contrastive(
     z: Tensor,
     h: Tensor,

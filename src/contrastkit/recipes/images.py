@@ -123,6 +123,11 @@ def build_loss(config: RunConfig) -> loss_lib.LossModule:
         criterion = loss_lib.get(name, **params)
     except TypeError as error:
         raise ConfigError(f"loss.params: {error}") from None
+    if any(True for _ in criterion.parameters()):
+        raise ConfigError(
+            f"loss {name!r} has learnable parameters, which the image recipe does not train "
+            "yet; fix them (e.g. siglip: loss.params.learnable=false)"
+        )
     needs = [
         p.name
         for p in list(inspect.signature(type(criterion).fn).parameters.values())[1:]
@@ -221,6 +226,7 @@ class ImageContrastiveTask:
                 )
             self.model = MocoModel(encoder, config)
         self.scores = ScoreHistory(max_negatives=config.eval.score_samples, seed=config.train.seed)
+        self.backward: Any = None
         self.scores_path: Path | None = None  # where the score samples are kept, if anywhere
         self.device = torch.device("cpu")
         self.train_images = dataset.train_images
@@ -232,6 +238,7 @@ class ImageContrastiveTask:
 
     def setup(self, fabric: Any) -> None:
         self.device = fabric.device
+        self.backward = fabric.backward  # the precision plugin's backward (gradient cache)
         self.train_images = self.dataset.train_images.to(self.device)
         self.test_images = self.dataset.test_images.to(self.device)
         self.views = self.views.to(self.device)
@@ -254,7 +261,11 @@ class ImageContrastiveTask:
         chunk = self.config.train.grad_cache_chunk
         if chunk is not None:  # back-propagates here; the engine sees a detached loss
             loss = grad_cache_step(
-                lambda x: model(x)[1], views.flatten(0, 1), loss_of, chunk_size=chunk
+                lambda x: model(x)[1],
+                views.flatten(0, 1),
+                loss_of,
+                chunk_size=chunk,
+                backward=self.backward,
             )
             return loss, {}
         _, z = model(views.flatten(0, 1))

@@ -183,7 +183,10 @@ class Engine:
         model, optimizer = fabric.setup(self.task.model, optimizer)
 
         n = self.task.num_train()
-        batch = min(cfg.batch_size, n)
+        world, rank = fabric.world_size, fabric.global_rank
+        batch = min(cfg.batch_size, n) // world * world  # equal shares for every process
+        if batch == 0:
+            raise ValueError(f"{n} training examples cannot be shared by {world} processes")
         steps_per_epoch = max(1, n // batch)
         total_steps = steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:  # a step budget shortens the run (and its schedule)
@@ -204,7 +207,6 @@ class Engine:
             if self.is_main
             else _NoWriter()
         )
-        world, rank = fabric.world_size, fabric.global_rank
         started = time.perf_counter() - elapsed
         result: dict[str, Any] = {}
         if start_epoch >= last_epoch:  # finished before the kill: the last record has the metrics
@@ -225,7 +227,8 @@ class Engine:
                 )
                 losses = []
                 for k in range(min(steps_per_epoch, total_steps - step)):
-                    torch.manual_seed(cfg.seed * 1_000_003 + step)
+                    # own augmentation / dropout draws per process and step
+                    torch.manual_seed(cfg.seed * 1_000_003 + step + rank * 7_919_000_007)
                     lr = optim_cfg.lr * warmup_cosine(
                         step, total_steps=total_steps, warmup_steps=warmup_steps
                     )

@@ -40,12 +40,15 @@ def grad_cache_step(
     loss_fn: Callable[[Tensor], Tensor],
     *,
     chunk_size: int,
+    backward: Callable[..., None] | None = None,
 ) -> Tensor:
     """Accumulate into the parameters' ``.grad`` the gradient of ``loss_fn(encoder(inputs))``,
     encoding ``inputs`` ([B, ...]) in chunks of ``chunk_size`` rows. ``encoder`` maps a chunk to
     embeddings ``[b, ...]``; ``loss_fn`` takes the concatenated ``[B, ...]`` embeddings (reshape
     to ``[N, V, D]`` inside it). Returns the (detached) loss. Call ``optimizer.zero_grad()``
-    before and ``optimizer.step()`` after, as for ``loss.backward()``.
+    before and ``optimizer.step()`` after, as for ``loss.backward()``. Parameters inside
+    ``loss_fn`` (a learnable temperature) get their gradients too. ``backward(tensor, grad)``
+    replaces ``tensor.backward(grad)`` (pass ``fabric.backward`` under Lightning Fabric).
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
@@ -61,9 +64,14 @@ def grad_cache_step(
     after_first_pass = _rng_state(inputs.device)
     embeddings = torch.cat(cached).detach().requires_grad_(True)
     loss = loss_fn(embeddings)
-    (embedding_grad,) = torch.autograd.grad(loss, embeddings)
-    for chunk, state, grad in zip(chunks, states, embedding_grad.split(chunk_size), strict=True):
+    loss.backward()  # embeddings.grad, and the gradients of any parameter inside loss_fn
+    assert embeddings.grad is not None
+    for chunk, state, grad in zip(chunks, states, embeddings.grad.split(chunk_size), strict=True):
         _set_rng_state(state, chunk.device)
-        encoder(chunk).backward(grad)
+        out = encoder(chunk)
+        if backward is None:
+            out.backward(grad)
+        else:
+            backward(out, grad)
     _set_rng_state(after_first_pass, inputs.device)
     return loss.detach()
