@@ -54,6 +54,24 @@ if triton is not None:
         return ((bits >> code) & 1) == 1
 
     @triton.jit
+    def _load_rows(ptr, index, ks, n, D):
+        """Rows ``index`` of a row-major [n, D] matrix (zeros outside)."""
+        return tl.load(
+            ptr + index[:, None] * D + ks[None, :],
+            mask=(index[:, None] < n) & (ks[None, :] < D),
+            other=0.0,
+        )
+
+    @triton.jit
+    def _load_ids(instance_ptr, view_ptr, label_ptr, index, n, missing):
+        ok = index < n
+        return (
+            tl.load(instance_ptr + index, mask=ok, other=missing),
+            tl.load(view_ptr + index, mask=ok, other=missing),
+            tl.load(label_ptr + index, mask=ok, other=missing),
+        )
+
+    @triton.jit
     def _forward(
         x_ptr,
         y_ptr,
@@ -78,28 +96,16 @@ if triton is not None:
         rows = pid * BLOCK_A + tl.arange(0, BLOCK_A)
         ks = tl.arange(0, BLOCK_D)
         row_ok = rows < RA
-        x = tl.load(
-            x_ptr + rows[:, None] * D + ks[None, :],
-            mask=row_ok[:, None] & (ks[None, :] < D),
-            other=0.0,
-        )
-        ia = tl.load(ia_ptr + rows, mask=row_ok, other=-1)
-        va = tl.load(va_ptr + rows, mask=row_ok, other=-1)
-        la = tl.load(la_ptr + rows, mask=row_ok, other=-1)
+        x = _load_rows(x_ptr, rows, ks, RA, D)
+        ia, va, la = _load_ids(ia_ptr, va_ptr, la_ptr, rows, RA, -1)
         m = tl.full((BLOCK_A,), float("-inf"), tl.float32)
         s = tl.zeros((BLOCK_A,), tl.float32)
         for j0 in range(0, RC, BLOCK_C):
             cols = j0 + tl.arange(0, BLOCK_C)
             col_ok = cols < RC
-            y = tl.load(
-                y_ptr + cols[:, None] * D + ks[None, :],
-                mask=col_ok[:, None] & (ks[None, :] < D),
-                other=0.0,
-            )
+            y = _load_rows(y_ptr, cols, ks, RC, D)
             bias = tl.load(bias_ptr + cols, mask=col_ok, other=0.0)
-            ic = tl.load(ic_ptr + cols, mask=col_ok, other=-2)
-            vc = tl.load(vc_ptr + cols, mask=col_ok, other=-2)
-            lc = tl.load(lc_ptr + cols, mask=col_ok, other=-2)
+            ic, vc, lc = _load_ids(ic_ptr, vc_ptr, lc_ptr, cols, RC, -2)
             logits = tl.dot(x, tl.trans(y)) * scale + bias[None, :]
             keep = _allowed(ia, va, la, ic, vc, lc, bits) & col_ok[None, :] & row_ok[:, None]
             logits = tl.where(keep, logits, float("-inf"))
@@ -138,14 +144,8 @@ if triton is not None:
         rows = pid * BLOCK_A + tl.arange(0, BLOCK_A)
         ks = tl.arange(0, BLOCK_D)
         row_ok = rows < RA
-        x = tl.load(
-            x_ptr + rows[:, None] * D + ks[None, :],
-            mask=row_ok[:, None] & (ks[None, :] < D),
-            other=0.0,
-        )
-        ia = tl.load(ia_ptr + rows, mask=row_ok, other=-1)
-        va = tl.load(va_ptr + rows, mask=row_ok, other=-1)
-        la = tl.load(la_ptr + rows, mask=row_ok, other=-1)
+        x = _load_rows(x_ptr, rows, ks, RA, D)
+        ia, va, la = _load_ids(ia_ptr, va_ptr, la_ptr, rows, RA, -1)
         lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
         lse = tl.where(lse == float("-inf"), 0.0, lse)
         g = tl.load(g_ptr + rows, mask=row_ok, other=0.0)
@@ -154,15 +154,9 @@ if triton is not None:
         for j0 in range(0, RC, BLOCK_C):
             cols = j0 + tl.arange(0, BLOCK_C)
             col_ok = cols < RC
-            y = tl.load(
-                y_ptr + cols[:, None] * D + ks[None, :],
-                mask=col_ok[:, None] & (ks[None, :] < D),
-                other=0.0,
-            )
+            y = _load_rows(y_ptr, cols, ks, RC, D)
             bias = tl.load(bias_ptr + cols, mask=col_ok, other=0.0)
-            ic = tl.load(ic_ptr + cols, mask=col_ok, other=-2)
-            vc = tl.load(vc_ptr + cols, mask=col_ok, other=-2)
-            lc = tl.load(lc_ptr + cols, mask=col_ok, other=-2)
+            ic, vc, lc = _load_ids(ic_ptr, vc_ptr, lc_ptr, cols, RC, -2)
             dots = tl.dot(x, tl.trans(y))
             keep = _allowed(ia, va, la, ic, vc, lc, bits) & col_ok[None, :] & row_ok[:, None]
             p = tl.where(keep, tl.exp(dots * scale + bias[None, :] - lse[:, None]), 0.0)
@@ -204,28 +198,16 @@ if triton is not None:
         cols = pid * BLOCK_C + tl.arange(0, BLOCK_C)
         ks = tl.arange(0, BLOCK_D)
         col_ok = cols < RC
-        y = tl.load(
-            y_ptr + cols[:, None] * D + ks[None, :],
-            mask=col_ok[:, None] & (ks[None, :] < D),
-            other=0.0,
-        )
+        y = _load_rows(y_ptr, cols, ks, RC, D)
         bias = tl.load(bias_ptr + cols, mask=col_ok, other=0.0)
-        ic = tl.load(ic_ptr + cols, mask=col_ok, other=-2)
-        vc = tl.load(vc_ptr + cols, mask=col_ok, other=-2)
-        lc = tl.load(lc_ptr + cols, mask=col_ok, other=-2)
+        ic, vc, lc = _load_ids(ic_ptr, vc_ptr, lc_ptr, cols, RC, -2)
         dy = tl.zeros((BLOCK_C, BLOCK_D), tl.float32)
         dbias = tl.zeros((BLOCK_C,), tl.float32)
         for i0 in range(0, RA, BLOCK_A):
             rows = i0 + tl.arange(0, BLOCK_A)
             row_ok = rows < RA
-            x = tl.load(
-                x_ptr + rows[:, None] * D + ks[None, :],
-                mask=row_ok[:, None] & (ks[None, :] < D),
-                other=0.0,
-            )
-            ia = tl.load(ia_ptr + rows, mask=row_ok, other=-1)
-            va = tl.load(va_ptr + rows, mask=row_ok, other=-1)
-            la = tl.load(la_ptr + rows, mask=row_ok, other=-1)
+            x = _load_rows(x_ptr, rows, ks, RA, D)
+            ia, va, la = _load_ids(ia_ptr, va_ptr, la_ptr, rows, RA, -1)
             lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
             lse = tl.where(lse == float("-inf"), 0.0, lse)
             g = tl.load(g_ptr + rows, mask=row_ok, other=0.0)
