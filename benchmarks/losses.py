@@ -51,6 +51,28 @@ def _plain_nt_xent(z1, z2, temperature):
     return torch.nn.functional.cross_entropy(sim, targets)
 
 
+def run_views(n: int, dim: int, views: list[int], repeats: int) -> list[dict]:
+    """MV-DHEL and MV-InfoNCE forward + backward time at fixed N for several V (dense path)."""
+    import torch
+
+    from contrastkit.core import core_backend
+    from contrastkit.losses import mv_dhel, mv_infonce
+
+    records = []
+    for v in views:
+        for name, fn in (("mv_dhel", mv_dhel), ("mv_infonce", mv_infonce)):
+            z = torch.randn(n, v, dim, requires_grad=True)
+            with core_backend("dense"):
+                fn(z).backward()
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    fn(z).backward()
+            seconds = (time.perf_counter() - start) / repeats
+            records.append({"loss": name, "pairs": n, "views": v, "seconds": seconds})
+            print(json.dumps(records[-1]), flush=True)
+    return records
+
+
 def run_one(impl: str, n: int, dim: int, device: str, repeats: int, tile: int) -> dict:
     import torch
 
@@ -129,7 +151,32 @@ def main() -> int:
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--pml-max", type=int, default=1024, help="largest N for PML")
     parser.add_argument("--one", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--views",
+        nargs="+",
+        type=int,
+        default=None,
+        help="instead: MV-DHEL / MV-InfoNCE time for these V at N = --sizes[0]",
+    )
     args = parser.parse_args()
+    if args.views:
+        records = run_views(args.sizes[0], args.dim, args.views, args.repeats)
+        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        for r in records:
+            r["command"] = command
+        path = RESULTS.with_name("losses_views.json")
+        path.write_text(json.dumps(records, indent=2) + "\n")
+        base = {r["loss"]: r["seconds"] for r in records if r["views"] == args.views[0]}
+        print("| loss | " + " | ".join(f"V={v}" for v in args.views) + " |")
+        print("|---" * (len(args.views) + 1) + "|")
+        for loss in ("mv_dhel", "mv_infonce"):
+            cells = [
+                f"{r['seconds'] * 1000:.0f} ms (x{r['seconds'] / base[loss]:.1f})"
+                for r in records
+                if r["loss"] == loss
+            ]
+            print(f"| {loss} | " + " | ".join(cells) + " |")
+        return 0
     if args.one:
         record = run_one(
             args.one[0], int(args.one[1]), args.dim, args.device, args.repeats, args.tile
