@@ -73,7 +73,9 @@ def run_views(n: int, dim: int, views: list[int], repeats: int) -> list[dict]:
     return records
 
 
-def run_one(impl: str, n: int, dim: int, device: str, repeats: int, tile: int) -> dict:
+def run_one(
+    impl: str, n: int, dim: int, device: str, repeats: int, tile: int, warmup: bool = True
+) -> dict:
     import torch
 
     torch.manual_seed(0)
@@ -119,7 +121,8 @@ def run_one(impl: str, n: int, dim: int, device: str, repeats: int, tile: int) -
         z.grad = None
         return loss
 
-    step()  # warm-up
+    if warmup:
+        step()
     if dev.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -150,6 +153,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--pml-max", type=int, default=1024, help="largest N for PML")
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    parser.add_argument("--output", default=str(RESULTS), help="results JSON file")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up run")
     parser.add_argument("--one", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--views",
@@ -179,14 +185,20 @@ def main() -> int:
         return 0
     if args.one:
         record = run_one(
-            args.one[0], int(args.one[1]), args.dim, args.device, args.repeats, args.tile
+            args.one[0],
+            int(args.one[1]),
+            args.dim,
+            args.device,
+            args.repeats,
+            args.tile,
+            warmup=not args.no_warmup,
         )
         print(json.dumps(record))
         return 0
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     records = []
     for n in args.sizes:
-        for impl in IMPLS:
+        for impl in args.impls:
             if impl == "pml" and n > args.pml_max:
                 continue
             done = subprocess.run(
@@ -204,6 +216,7 @@ def main() -> int:
                     str(args.repeats),
                     "--tile",
                     str(args.tile),
+                    *(["--no-warmup"] if args.no_warmup else []),
                 ],
                 capture_output=True,
                 text=True,
@@ -218,8 +231,8 @@ def main() -> int:
             record["machine"] = f"{platform.machine()}, {args.device}"
             records.append(record)
             print(json.dumps(record), flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(records, indent=2) + "\n")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(records, indent=2) + "\n")
     print(table(records))
     return 0
 
