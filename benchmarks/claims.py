@@ -25,12 +25,12 @@ import statistics
 import sys
 from pathlib import Path
 
-from contrastkit.recipes.images import run_image_training
+from contrastkit.recipes.images import SUMMARY_METRICS, run_image_training
 from contrastkit.train.config import load_config
 
 RESULTS = Path(__file__).parent / "results"
 BASE = ["train.progress=false", "train.eval_every=0", "eval.baselines=false"]
-METRICS = ("linear_acc", "knn_acc", "effective_rank", "alignment", "uniformity", "tolerance")
+METRICS = SUMMARY_METRICS
 
 EXPERIMENTS: dict[str, list[tuple[str, list[str]]]] = {
     "batch": [

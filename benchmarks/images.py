@@ -26,7 +26,12 @@ from pathlib import Path
 
 import torch
 
-from contrastkit.recipes.images import ImageContrastiveTask, load_dataset, run_image_training
+from contrastkit.recipes.images import (
+    SUMMARY_METRICS,
+    ImageContrastiveTask,
+    load_dataset,
+    run_image_training,
+)
 from contrastkit.train.config import load_config
 from contrastkit.train.optim import build_optimizer
 
@@ -110,17 +115,7 @@ def main() -> int:
                     "loss": loss,
                     "views": views,
                     "seed": seed,
-                    "metrics": {
-                        k: summary[k]
-                        for k in (
-                            "linear_acc",
-                            "knn_acc",
-                            "effective_rank",
-                            "alignment",
-                            "uniformity",
-                            "tolerance",
-                        )
-                    },
+                    "metrics": {k: summary[k] for k in SUMMARY_METRICS},
                     "baselines": summary["baselines"],
                     "epochs": summary["epochs_trained"],
                     "steps": steps,

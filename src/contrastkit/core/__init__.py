@@ -1,6 +1,6 @@
 """Tensor primitives with no method names: pair structures and the masked log-sum-exp core."""
 
-from contrastkit.core.pair_mask import PairMask, Relation, RowIds, relation_codes
+from contrastkit.core.pair_mask import PairMask, Relation, RowIds
 from contrastkit.core.pair_reduce import (
     CosineWeights,
     InstanceWeights,
@@ -30,7 +30,6 @@ __all__ = [
     "core_backend",
     "dense_pair_reduce",
     "pair_reduce",
-    "relation_codes",
     "tiled_pair_reduce",
     "within_instance_logits",
 ]

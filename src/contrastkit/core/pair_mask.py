@@ -95,18 +95,6 @@ class RowIds:
         return int(self.instance.shape[0])
 
 
-def relation_codes(anchors: RowIds, candidates: RowIds) -> Tensor:
-    """``[Ra, Rc]`` tensor of :class:`Relation` codes for every (anchor, candidate) pair."""
-    same_instance = anchors.instance[:, None] == candidates.instance[None, :]
-    other_view = (anchors.view[:, None] != candidates.view[None, :]).long()
-    if anchors.label is not None and candidates.label is not None:
-        other_label = (anchors.label[:, None] != candidates.label[None, :]).long()
-    else:
-        other_label = (~same_instance).long()
-    other_instance_code = 2 + 2 * other_label + other_view
-    return torch.where(same_instance, other_view, other_instance_code)
-
-
 @dataclass(frozen=True)
 class PairMask:
     """A set of (anchor row, candidate row) pairs, described by :class:`Relation` classes.
@@ -156,11 +144,6 @@ class PairMask:
 
     def is_empty(self) -> bool:
         return not self.relations
-
-    def table(self, device: torch.device | str | None = None) -> Tensor:
-        """Boolean lookup table of length 6: ``table[code]`` is True for relations in the set."""
-        flags = [Relation(code) in self.relations for code in range(len(Relation))]
-        return torch.tensor(flags, dtype=torch.bool, device=device)
 
     def block(
         self, anchors: RowIds, candidates: RowIds, *, same_view: bool | None = None

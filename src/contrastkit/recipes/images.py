@@ -53,6 +53,15 @@ DEFAULT_PRESETS = {
     "cifar100": "simclr_cifar",
 }
 EVAL_BATCH = 1024
+# the metrics of a trained encoder that summary.json reports (and the benchmarks tabulate)
+SUMMARY_METRICS = (
+    "linear_acc",
+    "knn_acc",
+    "effective_rank",
+    "alignment",
+    "uniformity",
+    "tolerance",
+)
 
 
 def load_dataset(config: RunConfig) -> ImageDataset:
@@ -416,18 +425,7 @@ def run_image_training(
         "dataset": dataset.name,
         "loss": config.loss.name,
         "views": config.views.views,
-        **{
-            k: result[k]
-            for k in (
-                "linear_acc",
-                "knn_acc",
-                "effective_rank",
-                "alignment",
-                "uniformity",
-                "tolerance",
-            )
-            if k in result
-        },
+        **{k: result[k] for k in SUMMARY_METRICS if k in result},
         "epochs": result["epochs"],
         "epochs_trained": result["epochs_trained"],
         "steps": result["steps"],
