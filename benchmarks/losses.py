@@ -2,11 +2,17 @@
 
     python benchmarks/losses.py                          # CPU, N = 256 .. 8192 pairs, D = 128
     python benchmarks/losses.py --device cuda --sizes 4096 16384 65536 262144
+    python benchmarks/losses.py --dtype bfloat16 --num-views 4 --impls floor contrastkit_tiled
+    bash benchmarks/gpu_check.sh                         # the prepared GPU run (see there)
 
 Rows: the matmul floor (the three [2N, 2N] matmuls of forward + backward), a plain PyTorch
 NT-Xent (log-sum-exp over a masked similarity matrix), contrastkit's dense and tiled core,
 lightly's NTXentLoss and DCLLoss (loaded from its files, see ``anchors.py``), contrastkit's DCL,
-and pytorch-metric-learning's NTXentLoss (pair enumeration; small N only). Every measurement
+and pytorch-metric-learning's NTXentLoss (pair enumeration; small N only); with
+``--num-views V > 2`` the contrastkit rows are the pairwise InfoNCE over V views and the floor
+has V·N rows (the anchors take two views only and are skipped). ``--dtype bfloat16`` makes the
+embeddings bf16: the floor and the plain version compute in bf16, contrastkit upcasts to fp32
+inside the loss. Every measurement
 runs in its own subprocess so that peak memory is that run's alone: CUDA peak allocated
 memory on a GPU, peak resident set size growth on the CPU. Writes
 ``benchmarks/results/losses.json`` and prints a markdown table.
@@ -33,6 +39,7 @@ IMPLS = (
     "plain",
     "contrastkit_dense",
     "contrastkit_tiled",
+    "contrastkit_triton",
     "lightly",
     "lightly_dcl",
     "contrastkit_dcl",
@@ -73,14 +80,25 @@ def run_views(n: int, dim: int, views: list[int], repeats: int) -> list[dict]:
     return records
 
 
+TWO_VIEW_ONLY = ("plain", "lightly", "lightly_dcl", "pml")
+
+
 def run_one(
-    impl: str, n: int, dim: int, device: str, repeats: int, tile: int, warmup: bool = True
+    impl: str,
+    n: int,
+    dim: int,
+    device: str,
+    repeats: int,
+    tile: int,
+    warmup: bool = True,
+    dtype: str = "float32",
+    views: int = 2,
 ) -> dict:
     import torch
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    z = torch.randn(n, 2, dim, device=dev, requires_grad=True)
+    z = torch.randn(n, views, dim, device=dev, dtype=getattr(torch, dtype), requires_grad=True)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -89,7 +107,7 @@ def run_one(
 
     def step():
         if impl == "floor":
-            a = z.reshape(2 * n, dim)
+            a = z.reshape(views * n, dim)
             s = a @ a.T
             g = torch.ones_like(s)
             return (g @ a, g.T @ a, s)
@@ -103,7 +121,7 @@ def run_one(
             from contrastkit.core import core_backend
             from contrastkit.losses import info_nce
 
-            with core_backend("tiled" if impl.endswith("tiled") else "dense", tile_size=tile):
+            with core_backend(impl.removeprefix("contrastkit_"), tile_size=tile):
                 loss = info_nce(z, temperature=0.1)
         elif impl.startswith("lightly"):
             lightly = load_lightly_losses()
@@ -140,6 +158,8 @@ def run_one(
         "pairs": n,
         "dim": dim,
         "device": device,
+        "dtype": dtype,
+        "views": views,
         "seconds": seconds,
         "peak_gib": round(peak, 3),
     }
@@ -156,6 +176,8 @@ def main() -> int:
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     parser.add_argument("--output", default=str(RESULTS), help="results JSON file")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up run")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    parser.add_argument("--num-views", type=int, default=2, help="V of the main table")
     parser.add_argument("--one", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--views",
@@ -192,6 +214,8 @@ def main() -> int:
             args.repeats,
             args.tile,
             warmup=not args.no_warmup,
+            dtype=args.dtype,
+            views=args.num_views,
         )
         print(json.dumps(record))
         return 0
@@ -200,6 +224,8 @@ def main() -> int:
     for n in args.sizes:
         for impl in args.impls:
             if impl == "pml" and n > args.pml_max:
+                continue
+            if impl in TWO_VIEW_ONLY and args.num_views != 2:
                 continue
             done = subprocess.run(
                 [
@@ -216,6 +242,10 @@ def main() -> int:
                     str(args.repeats),
                     "--tile",
                     str(args.tile),
+                    "--dtype",
+                    args.dtype,
+                    "--num-views",
+                    str(args.num_views),
                     *(["--no-warmup"] if args.no_warmup else []),
                 ],
                 capture_output=True,
@@ -224,7 +254,13 @@ def main() -> int:
             )
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["failed"])[-1]
-                record = {"impl": impl, "pairs": n, "error": last[:200]}
+                record = {
+                    "impl": impl,
+                    "pairs": n,
+                    "dtype": args.dtype,
+                    "views": args.num_views,
+                    "error": last[:200],
+                }
             else:
                 record = json.loads(done.stdout.strip().splitlines()[-1])
             record["command"] = command
@@ -238,19 +274,27 @@ def main() -> int:
 
 
 def table(records: list[dict]) -> str:
-    sizes = sorted({r["pairs"] for r in records})
-    lines = ["| pairs N | " + " | ".join(IMPLS) + " |", "|---" * (len(IMPLS) + 1) + "|"]
-    for n in sizes:
+    """One row per (N, V, dtype), one column per implementation present in ``records``."""
+
+    def key(r: dict) -> tuple:
+        return (r["pairs"], r.get("views", 2), r.get("dtype", "float32"))
+
+    impls = [impl for impl in IMPLS if any(r["impl"] == impl for r in records)]
+    lines = [
+        "| pairs N | V | dtype | " + " | ".join(impls) + " |",
+        "|---" * (len(impls) + 3) + "|",
+    ]
+    for n, v, dtype in sorted({key(r) for r in records}):
         cells = []
-        for impl in IMPLS:
-            r = next((r for r in records if r["pairs"] == n and r["impl"] == impl), None)
+        for impl in impls:
+            r = next((r for r in records if key(r) == (n, v, dtype) and r["impl"] == impl), None)
             if r is None:
                 cells.append("—")
             elif "error" in r:
                 cells.append("error")
             else:
                 cells.append(f"{r['seconds'] * 1000:.0f} ms, {r['peak_gib']:.2f} GiB")
-        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+        lines.append(f"| {n:,} | {v} | {dtype} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

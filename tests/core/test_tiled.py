@@ -185,3 +185,31 @@ def test_tiled_refuses_pair_weights_that_require_gradient():
     assert scores.grad is not None
     with core_backend("tiled", tile_size=4), pytest.raises(ValueError, match="dense path only"):
         soft_supcon(z, scores)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("impl", ["tiled", "triton"])
+@pytest.mark.parametrize("name", ["info_nce", "mv_dhel", "supcon", "dcl"])
+def test_half_precision_inputs_match_dense_on_every_path(name, impl, dtype):
+    """bf16/fp16 embeddings are computed in fp32 by every path: the tiled and Triton
+    (interpreted) paths give the dense path's value and, rounded to the input dtype, its
+    gradient; the value is the float64 value of the rounded inputs to fp32 accuracy."""
+    import importlib.util
+
+    if impl == "triton" and importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed (pip install 'contrastkit[triton]')")
+    case = next(c for c in CASES if c.name == name)
+    z = random_batch(10, 3 if case.max_views is None else 2, 24, seed=7).to(dtype)
+    extras = case.extras(z.double(), torch.Generator().manual_seed(2))
+    results = {}
+    for path in ("dense", impl):
+        leaf = z.clone().requires_grad_(True)
+        with core_backend(path, tile_size=4):
+            value = case.fn(leaf, *extras)
+        (grad,) = torch.autograd.grad(value, leaf)
+        assert value.dtype == torch.float32 and grad.dtype == dtype
+        results[path] = (value, grad.float())
+    torch.testing.assert_close(results[impl][0], results["dense"][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[impl][1], results["dense"][1], rtol=1e-2, atol=1e-3)
+    exact = case.fn(z.double(), *extras)
+    torch.testing.assert_close(results["dense"][0].double(), exact, rtol=1e-5, atol=1e-6)

@@ -11,6 +11,8 @@ from contrastkit.core.pair_reduce import (
     compute_dtype,
     core_backend,
     dense_pair_reduce,
+    local_anchor_range,
+    local_anchors,
     pair_reduce,
     within_instance_logits,
 )
@@ -29,6 +31,8 @@ __all__ = [
     "compute_dtype",
     "core_backend",
     "dense_pair_reduce",
+    "local_anchor_range",
+    "local_anchors",
     "pair_reduce",
     "tiled_pair_reduce",
     "within_instance_logits",

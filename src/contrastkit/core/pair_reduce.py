@@ -209,6 +209,7 @@ class _Backend:
     impl: str = "auto"  # "dense" | "tiled" | "auto"
     tile_size: int = 1024
     auto_rows: int = 8192  # "auto" goes tiled when anchors x candidates exceed auto_rows²
+    local: tuple[int, int] | None = None  # anchors restricted to instances [start, stop)
 
 
 _BACKEND = _Backend()
@@ -237,6 +238,33 @@ def core_backend(impl: str = "auto", *, tile_size: int = 1024) -> Iterator[None]
         yield
     finally:
         _BACKEND.impl, _BACKEND.tile_size = saved
+
+
+@contextmanager
+def local_anchors(start: int, stop: int) -> Iterator[None]:
+    """Inside the block, only instances ``start <= i < stop`` are anchors (all rows stay
+    candidates): the local half of the distributed "local loss + gathered candidates" pattern.
+
+    :func:`pair_reduce` then computes the anchor rows of those instances only (cost
+    ``(stop - start) / N`` of the full loss) and fills the other instances' entries with
+    neutral constants (LSE 0, sums 0, weight totals 1) that carry no gradient. The losses'
+    reductions follow it: ``reduction="mean"`` returns ``Σ_{local i} loss_i / count`` with the
+    global count, ``"none"`` the ``[stop - start]`` local values. Used by
+    :func:`contrastkit.core.distributed.local_loss`.
+    """
+    if isinstance(start, bool) or isinstance(stop, bool) or not (0 <= start < stop):
+        raise ValueError(f"local_anchors needs integers 0 <= start < stop; got {start}, {stop}")
+    saved = _BACKEND.local
+    _BACKEND.local = (int(start), int(stop))
+    try:
+        yield
+    finally:
+        _BACKEND.local = saved
+
+
+def local_anchor_range() -> tuple[int, int] | None:
+    """The ``(start, stop)`` instance range set by :func:`local_anchors`, or None."""
+    return _BACKEND.local
 
 
 _SAME_VIEW = PairMask.where(view="same")
@@ -290,14 +318,20 @@ def _pair_reduce(
     n, v, _ = z.shape
     anchor_views = list(range(v)) if anchor_views is None else list(anchor_views)
     candidate_views = list(range(v)) if candidate_views is None else list(candidate_views)
-    instance = torch.arange(n, device=z.device)
+    start, stop = 0, n
+    if _BACKEND.local is not None:
+        start, stop = _BACKEND.local
+        if stop > n:
+            raise ValueError(
+                f"local_anchors({start}, {stop}) is outside the batch of N = {n} instances"
+            )
     label = None if labels is None else labels.to(device=z.device, dtype=torch.long)
     impl = _BACKEND.impl
     if impl == "auto":
-        big = n * len(anchor_views) * n * len(candidate_views) > _BACKEND.auto_rows**2
+        big = (stop - start) * len(anchor_views) * n * len(candidate_views) > _BACKEND.auto_rows**2
         impl = "tiled" if big else "dense"
     if impl in ("tiled", "triton"):
-        return _tiled_views(
+        results = _tiled_views(
             z,
             terms,
             scale,
@@ -305,15 +339,56 @@ def _pair_reduce(
             anchor_views,
             candidate_views,
             candidate_bias,
+            (start, stop),
             use_triton=impl == "triton",
         )
+        return [_pad_instances(term, r, start, n) for term, r in zip(terms, results, strict=True)]
+    try:
+        return _dense_views(
+            z, terms, scale, label, anchor_views, candidate_views, candidate_bias, (start, stop)
+        )
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        rows = (stop - start) * len(anchor_views)
+        raise type(error)(
+            f"{error}\n\ncontrastkit: the dense core builds [{rows}, {n}] logit blocks for this "
+            f"batch; the tiled path needs only O(rows x D + tile^2) memory: wrap the loss in "
+            f"`with contrastkit.core.core_backend('tiled'):` (or use several processes with "
+            f"contrastkit.core.distributed.local_loss)"
+        ) from error
 
-    def ids_of_view(view: int) -> RowIds:
-        return RowIds(instance, torch.full_like(instance, view), label)
 
+def _is_out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _dense_views(
+    z: Tensor,
+    terms: Sequence[Term],
+    scale: float | Tensor,
+    label: Tensor | None,
+    anchor_views: list[int],
+    candidate_views: list[int],
+    candidate_bias: Tensor | None,
+    anchor_range: tuple[int, int],
+) -> list[Partial]:
+    """The dense path: one ``[Ra, N]`` logit block per (anchor view, candidate view)."""
+    n = z.shape[0]
+    start, stop = anchor_range
+    instance = torch.arange(n, device=z.device)
+
+    def ids_of_view(view: int, rows: slice = slice(None)) -> RowIds:
+        ids = instance[rows]
+        return RowIds(ids, torch.full_like(ids, view), None if label is None else label[rows])
+
+    local = slice(start, stop)
     per_term: list[list[Partial]] = [[] for _ in terms]
     for a in anchor_views:
-        anchor_ids = ids_of_view(a)
+        anchor_ids = ids_of_view(a, local)
         partials: list[list[Partial]] = [[] for _ in terms]
         for c in candidate_views:
             reachable = _SAME_VIEW if a == c else _OTHER_VIEW
@@ -321,7 +396,7 @@ def _pair_reduce(
             if not active:
                 continue
             candidate_ids = ids_of_view(c)
-            logits = (z[:, a] @ z[:, c].T) * scale
+            logits = (z[local, a] @ z[:, c].T) * scale
             if candidate_bias is not None:
                 logits = logits + candidate_bias[None, :, c]
             for k in active:
@@ -330,16 +405,38 @@ def _pair_reduce(
                 weights = _weights_block(term, anchor_ids, candidate_ids, logits.dtype)
                 partials[k].append(reduce_block(logits, mask, term, weights))
         for k, term in enumerate(terms):
-            per_term[k].append(merge_partials(term, partials[k], n, z))
-    return [_stack_views(results) for results in per_term]
+            per_term[k].append(merge_partials(term, partials[k], stop - start, z))
+    return [
+        _pad_instances(term, _stack_views(results), start, n)
+        for term, results in zip(terms, per_term, strict=True)
+    ]
 
 
-def _view_major(z: Tensor, views: list[int], label: Tensor | None) -> tuple[Tensor, RowIds]:
+def _pad_instances(term: Term, partial: Partial, start: int, n: int) -> Partial:
+    """Local anchor results ``[stop - start, Va]`` back to ``[N, Va]`` with neutral constants
+    (LSE 0, sums 0, weight totals 1: finite, with finite derivatives) for the other instances."""
+
+    def pad(t: Tensor, fill: float) -> Tensor:
+        if t.shape[0] == n:
+            return t
+        before = t.new_full((start, *t.shape[1:]), fill)
+        after = t.new_full((n - start - t.shape[0], *t.shape[1:]), fill)
+        return torch.cat([before, t, after], dim=0)
+
+    if isinstance(partial, tuple):
+        return pad(partial[0], 0.0), pad(partial[1], 1.0 if isinstance(term, WeightedSum) else 0.0)
+    return pad(partial, 0.0)
+
+
+def _view_major(
+    z: Tensor, views: list[int], label: Tensor | None, *, first: int = 0
+) -> tuple[Tensor, RowIds]:
     """Rows of the given views, view-major (all instances of the first view, then the next),
-    so that tiles mostly fall inside one view block and can be skipped."""
+    so that tiles mostly fall inside one view block and can be skipped. ``first`` is the
+    instance id of ``z[0]`` (a local slice of the batch)."""
     n = z.shape[0]
     rows = z[:, views].transpose(0, 1).reshape(-1, z.shape[-1])
-    instance = torch.arange(n, device=z.device).repeat(len(views))
+    instance = torch.arange(first, first + n, device=z.device).repeat(len(views))
     view = torch.tensor(views, device=z.device).repeat_interleave(n)
     return rows, RowIds(instance, view, None if label is None else label.repeat(len(views)))
 
@@ -352,13 +449,16 @@ def _tiled_views(
     anchor_views: list[int],
     candidate_views: list[int],
     candidate_bias: Tensor | None,
+    anchor_range: tuple[int, int],
     *,
     use_triton: bool = False,
 ) -> list[Partial]:
     from contrastkit.core.tiled import tiled_pair_reduce
 
-    n = z.shape[0]
-    anchors, anchor_ids = _view_major(z, anchor_views, label)
+    start, stop = anchor_range
+    anchors, anchor_ids = _view_major(
+        z[start:stop], anchor_views, None if label is None else label[start:stop], first=start
+    )
     candidates, candidate_ids = _view_major(z, candidate_views, label)
     bias = None
     if candidate_bias is not None:
@@ -396,7 +496,7 @@ def _tiled_views(
     va = len(anchor_views)
 
     def to_instances(t: Tensor) -> Tensor:
-        return t.reshape(va, n).transpose(0, 1)
+        return t.reshape(va, stop - start).transpose(0, 1)
 
     return [
         tuple(to_instances(part) for part in r) if isinstance(r, tuple) else to_instances(r)

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrastkit.core import compute_dtype
+from contrastkit.core import compute_dtype, local_anchor_range
+from contrastkit.core.distributed import all_reduce_sum
 
 Reduction = Literal["mean", "none"]
 P = ParamSpec("P")
@@ -127,7 +128,20 @@ def check_labels(labels: object, n: int, *, loss: str, device: torch.device) -> 
 
 
 def reduce(per_instance: Tensor, reduction: Reduction) -> Tensor:
-    """``[N]`` per-instance losses to the requested reduction."""
+    """``[N]`` per-instance losses to the requested reduction.
+
+    Inside :func:`contrastkit.core.local_anchors` (distributed local loss) only the local
+    instances count: ``"none"`` gives the local values and ``"mean"`` their sum divided by the
+    number of local instances summed over processes (``N`` with equal shares; the local count
+    in a single process).
+    """
+    local = local_anchor_range()
+    if local is not None:
+        start, stop = local
+        if reduction == "none":
+            return per_instance[start:stop]
+        count = all_reduce_sum(per_instance.new_tensor(float(stop - start)))
+        return per_instance[start:stop].sum() / count
     return per_instance.mean() if reduction == "mean" else per_instance
 
 
@@ -137,16 +151,25 @@ def reduce_valid(
     """Reduction for losses where some instances may have no positive.
 
     Invalid instances are 0 in ``reduction="none"`` and excluded from the mean; a batch with no
-    valid instance is a ``ValueError`` (never a silent 0 or NaN).
+    valid instance is a ``ValueError`` (never a silent 0 or NaN). Inside
+    :func:`contrastkit.core.local_anchors` the sum runs over the local instances and the count
+    of valid instances is summed over processes (``torch.distributed`` all-reduce).
     """
-    if not bool(valid.any()):
+    local = local_anchor_range()
+    if local is not None:
+        start, stop = local
+        valid, per_instance = valid[start:stop], per_instance[start:stop]
+        count = all_reduce_sum(valid.sum().to(per_instance.dtype).detach())
+    else:
+        count = valid.sum().to(per_instance.dtype)
+    if not bool(count > 0):
         raise ValueError(
             f"{loss}: no anchor in the batch has a positive ({why}); the loss is undefined"
         )
     per_instance = torch.where(valid, per_instance, torch.zeros_like(per_instance))
     if reduction == "none":
         return per_instance
-    return per_instance.sum() / valid.sum()
+    return per_instance.sum() / count
 
 
 def pair_views(num_views: int) -> list[tuple[int, int]]:

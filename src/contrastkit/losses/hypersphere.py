@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from contrastkit.core import LogSumExp, PairMask, pair_reduce
+from contrastkit.core import LogSumExp, PairMask, local_anchor_range, pair_reduce
 from contrastkit.losses._common import (
     Reduction,
     check_positive,
@@ -78,6 +78,11 @@ def uniformity(
     """
     check_positive(t, name="t", loss="uniformity")
     check_reduction(reduction, loss="uniformity")
+    if local_anchor_range() is not None:
+        raise ValueError(
+            "uniformity: the batch value log-means over all pairs, not a mean of per-instance "
+            "terms, so it has no local-anchor form; compute it on the gathered batch"
+        )
     z = prepare(z, loss="uniformity", normalize=normalize, min_views=1)
     n = z.shape[0]
     rows = gaussian_log_energy(z, t)
@@ -85,6 +90,9 @@ def uniformity(
         return (rows - math.log(n - 1)).mean(dim=1)
     per_view = rows.logsumexp(dim=0) - math.log(n * (n - 1))
     return per_view.mean()
+
+
+uniformity.per_instance_mean = False  # type: ignore[attr-defined]  # see local_loss
 
 
 @full_precision

@@ -18,7 +18,7 @@ from lightning_fabric import Fabric
 from torch import Tensor, nn
 
 from contrastkit import losses as loss_lib
-from contrastkit.core.distributed import gather, gather_with_grad
+from contrastkit.core.distributed import gather, local_loss
 from contrastkit.data.images import ImageDataset, load_image_dataset
 from contrastkit.encoders import (
     Encoder,
@@ -263,9 +263,9 @@ class ImageContrastiveTask:
         b, v = views.shape[:2]
 
         def loss_of(z: Tensor) -> Tensor:
-            # with several processes every one computes the loss on the gathered global batch
+            # with several processes: own instances as anchors against the gathered batch
             # (exact gradients after data-parallel averaging; see contrastkit.core.distributed)
-            return self.criterion(gather_with_grad(z.reshape(b, v, -1)))
+            return local_loss(self.criterion, z.reshape(b, v, -1))
 
         chunk = self.config.train.grad_cache_chunk
         if chunk is not None:  # back-propagates here; the engine sees a detached loss

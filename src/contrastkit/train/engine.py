@@ -251,7 +251,10 @@ class Engine:
                     optimizer.step()
                     self.task.after_optimizer_step(step, total_steps)
                     step += 1
-                    losses.append(float(loss.detach()))
+                    logged = loss.detach()
+                    if world > 1:  # a local loss is one share: the mean over processes is L
+                        logged = fabric.all_reduce(logged, reduce_op="mean")
+                    losses.append(float(logged))
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
                     writer.add_scalar("train/loss", losses[-1], step)
