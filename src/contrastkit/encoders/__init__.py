@@ -6,6 +6,7 @@ from contrastkit.encoders.moco import moco_loss
 from contrastkit.encoders.momentum import MomentumEncoder, momentum_schedule
 from contrastkit.encoders.queue import FeatureQueue
 from contrastkit.encoders.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
+from contrastkit.encoders.sasrec import SASRec
 
 __all__ = [
     "BasicBlock",
@@ -15,6 +16,7 @@ __all__ = [
     "MomentumEncoder",
     "ProjectionHead",
     "ResNet",
+    "SASRec",
     "SmallCNN",
     "moco_loss",
     "momentum_schedule",
