@@ -111,6 +111,8 @@ def _overrides(extra: list[str]) -> list[str]:
 
 def _default_output(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    if config.recipe == "seqrec":
+        return Path("runs") / f"{config.seqrec.dataset}-{config.seqrec.method}-{stamp}"
     return Path("runs") / f"{config.data.name}-{config.loss.name}-v{config.views.views}-{stamp}"
 
 
@@ -126,7 +128,12 @@ def _train_command(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--resume: {config_path} does not exist")
     config = load_config(config_path, _overrides(args.overrides))
     output = Path(args.output) if args.output else _default_output(config)
-    run_image_training(config, output, resume=args.resume)
+    if config.recipe == "seqrec":
+        from contrastkit.recipes.seqrec import run_seqrec_training
+
+        run_seqrec_training(config, output, resume=args.resume)
+    else:
+        run_image_training(config, output, resume=args.resume)
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Reading real data formats, validating them, splitting (``images``: image datasets)."""
+"""Reading real data formats, validating them, splitting.
+
+``images``: image datasets. ``sequences``: sequential-recommendation interaction sequences
+(S3-Rec/ICLRec text files, MovieLens 100K), k-core filtering, leave-one-out splits.
+"""
 
 from contrastkit.data.images import (
     DATASET_NAMES,
@@ -12,16 +16,36 @@ from contrastkit.data.images import (
     load_image_folder,
     read_idx,
 )
+from contrastkit.data.sequences import (
+    SequenceData,
+    SequenceSplit,
+    history_mask,
+    k_core_filter,
+    leave_one_out,
+    pad_left,
+    read_movielens_100k,
+    read_sequence_file,
+    training_pairs,
+)
 
 __all__ = [
     "DATASET_NAMES",
     "DataFormatError",
     "ImageDataset",
+    "SequenceData",
+    "SequenceSplit",
     "data_root",
+    "history_mask",
+    "k_core_filter",
+    "leave_one_out",
     "load_cifar",
     "load_digits",
     "load_fashion_mnist",
     "load_image_dataset",
     "load_image_folder",
+    "pad_left",
     "read_idx",
+    "read_movielens_100k",
+    "read_sequence_file",
+    "training_pairs",
 ]

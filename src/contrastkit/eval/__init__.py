@@ -5,7 +5,9 @@ and :func:`knn_classify` (weighted kNN of Wu et al. 2018), both returning a
 :class:`ProbeResult`. Diagnostics (``diagnostics.py``): :func:`effective_rank` (RankMe),
 :func:`alignment_metric`, :func:`uniformity_metric`, :func:`tolerance`, :func:`score_samples`
 and :class:`ScoreHistory` (positive/negative cosine histograms over training), and
-:func:`plot_metric_curves`. Plotting imports matplotlib lazily.
+:func:`plot_metric_curves`. Plotting imports matplotlib lazily. Ranking (``ranking.py``):
+:func:`full_ranking_metrics` (HR@k, NDCG@k, MRR of one target per user over all items) and
+:func:`evaluate_in_chunks`.
 """
 
 from contrastkit.eval.diagnostics import (
@@ -18,14 +20,18 @@ from contrastkit.eval.diagnostics import (
     uniformity_metric,
 )
 from contrastkit.eval.probes import ProbeResult, knn_classify, linear_probe
+from contrastkit.eval.ranking import evaluate_in_chunks, full_ranking_metrics, metric_names
 
 __all__ = [
     "ProbeResult",
     "ScoreHistory",
     "alignment_metric",
     "effective_rank",
+    "evaluate_in_chunks",
+    "full_ranking_metrics",
     "knn_classify",
     "linear_probe",
+    "metric_names",
     "plot_metric_curves",
     "score_samples",
     "tolerance",

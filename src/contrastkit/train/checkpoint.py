@@ -41,6 +41,24 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def save_weights(path: Path, weights: dict[str, Tensor]) -> None:
+    """Write a safetensors file atomically (temporary file, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu().clone() for k, v in weights.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_weights(path: Path) -> dict[str, Tensor]:
+    """Tensors of a safetensors file (no pickle)."""
+    return load_file(str(path))
+
+
 def save_checkpoint(
     checkpoint_dir: Path,
     name: str,

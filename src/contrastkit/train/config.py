@@ -111,9 +111,11 @@ class OptimConfig:
     momentum: float = 0.9  # sgd / lars
     warmup_epochs: float = 1.0  # linear warmup, then cosine decay to 0
     lars_eta: float = 0.02
+    schedule: str = "cosine"  # cosine (warmup, then cosine to 0) | constant (warmup, then lr)
 
     def __post_init__(self) -> None:
         _one_of("optim", "name", self.name, ("adam", "sgd", "lars"))
+        _one_of("optim", "schedule", self.schedule, ("cosine", "constant"))
         if not self.lr > 0:
             raise ConfigError(f"config key optim.lr must be > 0; got {self.lr}")
         _at_least("optim", self, 0, "weight_decay", "momentum", "warmup_epochs", "lars_eta")
@@ -170,8 +172,81 @@ class EvalConfig:
             raise ConfigError("config key eval.knn_temperature must be > 0")
 
 
+SEQREC_METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
+
+
+@dataclass
+class SeqRecConfig:
+    """Sequential recommendation (``recipe: seqrec``); defaults = MCLRec's Beauty config."""
+
+    dataset: str = "beauty"  # beauty | toys | lastfm | ml100k | file
+    path: str | None = None  # dataset=file: a `user item item ...` sequence file
+    attributes: str | None = None  # dataset=file: an item2attributes.json (optional)
+    k_core: int | None = None  # k-core filter before the split (the shipped files are 5-core)
+    method: str = "sasrec"  # sasrec | cl4srec | duorec | mclrec | sra_cl
+    max_len: int = 50
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    inner: int = 256
+    dropout: float = 0.5
+    attn_dropout: float = 0.5
+    augment: str = (
+        "mclrec"  # crop/mask/reorder ratios: mclrec (0.5/0.5/0.8) | cl4srec (0.2/0.7/0.2)
+    )
+    cl_weight: float = 0.1  # lambda of the data-level contrastive term (CL4SRec, DuoRec, MCLRec)
+    meta_weight: float = 0.05  # MCLRec beta (Beauty 0.05, Toys 0.1)
+    meta_regularizer: bool = True  # MCLRec use_rl (0.1 x the margin regulariser)
+    user_weight: float = 0.1  # SRA-CL alpha
+    item_weight: float = 0.1  # SRA-CL beta
+    neighbours: int = 10  # SRA-CL k (users and items)
+    substitute_prob: float = 0.2  # SRA-CL item substitution probability
+    semantic: str = "auto"  # SRA-CL item space: auto | titles (MiniLM) | attributes | cooccurrence
+    patience: int = 10  # early stopping: evaluations without a better valid metric
+    valid_metric: str = "MRR"  # HR@k | NDCG@k | MRR (MCLRec: MRR@10 ~ our MRR over all items)
+    eval_batch: int = 2048
+    # batches of similar sequence lengths (random chunks of 64 batches sorted by length, the
+    # batches shuffled): each batch is trimmed to its longest sequence, ~6x less work on Beauty
+    length_buckets: bool = False
+
+    def __post_init__(self) -> None:
+        _one_of("seqrec", "dataset", self.dataset, ("beauty", "toys", "lastfm", "ml100k", "file"))
+        _one_of("seqrec", "method", self.method, SEQREC_METHODS)
+        _one_of("seqrec", "augment", self.augment, ("mclrec", "cl4srec"))
+        _one_of(
+            "seqrec", "semantic", self.semantic, ("auto", "titles", "attributes", "cooccurrence")
+        )
+        _at_least(
+            "seqrec",
+            self,
+            1,
+            "max_len",
+            "hidden",
+            "layers",
+            "heads",
+            "inner",
+            "neighbours",
+            "patience",
+            "eval_batch",
+        )
+        _at_least("seqrec", self, 0, "cl_weight", "meta_weight", "user_weight", "item_weight")
+        for name in ("dropout", "attn_dropout", "substitute_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"config key seqrec.{name} must be in [0, 1); got {value}")
+        if self.hidden % self.heads:
+            raise ConfigError(
+                f"config key seqrec.hidden={self.hidden} must be divisible by "
+                f"seqrec.heads={self.heads}"
+            )
+        if self.dataset == "file" and not self.path:
+            raise ConfigError("seqrec.dataset=file needs seqrec.path (a sequence file)")
+
+
 @dataclass
 class RunConfig:
+    recipe: str = "images"  # images | seqrec
+    seqrec: SeqRecConfig = field(default_factory=SeqRecConfig)
     data: DataConfig = field(default_factory=DataConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -180,6 +255,9 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _one_of("top", "recipe", self.recipe, ("images", "seqrec"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -60,7 +60,14 @@ class Task(Protocol):
         """Hook after each optimizer step (momentum encoders, queues)."""
 
     def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
-        """Metrics of the current model (online evaluation and the final one)."""
+        """Metrics of the current model (online evaluation and the final one). A non-final
+        result with ``"stop": True`` ends training early (early stopping): the engine then
+        asks for the final evaluation at that epoch."""
+
+    # optional: ``bind_optimizer(optimizer)`` is called once with the engine's optimizer, for
+    # tasks that take extra optimizer steps inside ``training_step`` (MCLRec's bilevel update);
+    # ``epoch_order(generator, batch) -> Tensor`` replaces the epoch's random permutation of
+    # the training indices (consecutive blocks of ``batch`` are the batches)
 
 
 class Engine:
@@ -181,6 +188,8 @@ class Engine:
         if cfg.devices > 1 and (cfg.sync_batchnorm or (cfg.sync_batchnorm is None and on_gpu)):
             self.task.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.task.model)
         model, optimizer = fabric.setup(self.task.model, optimizer)
+        if hasattr(self.task, "bind_optimizer"):
+            self.task.bind_optimizer(optimizer)
 
         n = self.task.num_train()
         world, rank = fabric.world_size, fabric.global_rank
@@ -211,27 +220,36 @@ class Engine:
         result: dict[str, Any] = {}
         if start_epoch >= last_epoch:  # finished before the kill: the last record has the metrics
             result = self._last_record()
+        elif restored is not None and self._last_record().get("stopped_early"):
+            result, last_epoch = self._last_record(), start_epoch  # it had stopped early
         bar = tqdm(
             total=total_steps,
             initial=step,
             disable=not cfg.progress,
             unit="step",
-            desc=f"{self.config.loss.name} V={self.config.views.views}",
+            desc=getattr(
+                self.task, "description", f"{self.config.loss.name} V={self.config.views.views}"
+            ),
             leave=False,
         )
         try:
             for epoch in range(start_epoch + 1, last_epoch + 1):
                 model.train()
-                order = torch.randperm(
-                    n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-                )
+                generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+                if hasattr(self.task, "epoch_order"):  # e.g. batches of similar lengths
+                    order = self.task.epoch_order(generator, batch)
+                else:
+                    order = torch.randperm(n, generator=generator)
                 losses = []
                 for k in range(min(steps_per_epoch, total_steps - step)):
                     # own augmentation / dropout draws per process and step
                     torch.manual_seed(cfg.seed * 1_000_003 + step + rank * 7_919_000_007)
-                    lr = optim_cfg.lr * warmup_cosine(
-                        step, total_steps=total_steps, warmup_steps=warmup_steps
-                    )
+                    if optim_cfg.schedule == "constant":
+                        lr = optim_cfg.lr * min(1.0, (step + 1) / max(1, warmup_steps))
+                    else:
+                        lr = optim_cfg.lr * warmup_cosine(
+                            step, total_steps=total_steps, warmup_steps=warmup_steps
+                        )
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     indices = order[k * batch : (k + 1) * batch]
@@ -272,6 +290,10 @@ class Engine:
                 if final or (cfg.eval_every and epoch % cfg.eval_every == 0):
                     model.eval()
                     result = self.task.evaluate(epoch, final=final)
+                    if not final and result.pop("stop", False):  # early stopping
+                        final, last_epoch = True, epoch
+                        result = self.task.evaluate(epoch, final=True)
+                        record["stopped_early"] = True
                     record.update({k: v for k, v in result.items() if is_number(v)})
                     for key, value in record.items():
                         if key not in ("epoch", "step") and is_number(value):
@@ -283,6 +305,8 @@ class Engine:
                     self._save(epoch, step, optimizer, time.perf_counter() - started)
                 if world > 1:
                     fabric.barrier()
+                if final:  # the last epoch, or an early stop
+                    break
         finally:
             bar.close()
             writer.close()

@@ -1,0 +1,140 @@
+"""Sequential recommendation benchmark: train each (dataset, method) with its config in
+``configs/seqrec/`` and write the test table next to the published numbers.
+
+    python benchmarks/seqrec.py                                  # Beauty, all five methods
+    python benchmarks/seqrec.py --datasets beauty toys lastfm --methods sasrec cl4srec
+    python benchmarks/seqrec.py --collect                        # only re-read finished runs
+    python benchmarks/seqrec.py --methods sasrec --set train.progress=false
+
+Each run trains into ``runs/seqrec/<dataset>_<method>`` and resumes there when the folder
+holds a checkpoint (a killed benchmark continues where it stopped). Writes
+``benchmarks/results/seqrec.json`` (one record per run: dataset, method, split, metrics, epochs,
+seconds, seconds per epoch, device, command) and ``benchmarks/results/seqrec.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
+# MCLRec README (verified in ../shared/methods/recsys_graph_text.md, section 1(d)): test split,
+# full ranking, leave-one-out
+PUBLISHED = {
+    ("beauty", "sasrec"): {"HR@5": 0.0377, "HR@20": 0.0894, "NDCG@5": 0.0241, "NDCG@20": 0.0386},
+    ("beauty", "cl4srec"): {"HR@5": 0.0401, "HR@20": 0.0974, "NDCG@5": 0.0268, "NDCG@20": 0.0428},
+    ("beauty", "duorec"): {"HR@5": 0.0559, "HR@20": 0.1193, "NDCG@5": 0.0340, "NDCG@20": 0.0518},
+    ("beauty", "mclrec"): {"HR@5": 0.0581, "HR@20": 0.1243, "NDCG@5": 0.0352, "NDCG@20": 0.0539},
+}
+
+
+def config_path(dataset: str, method: str) -> Path:
+    return ROOT / "configs" / "seqrec" / f"{dataset}_{method}.yaml"
+
+
+def run(dataset: str, method: str, overrides: list[str]) -> None:
+    from contrastkit.recipes.seqrec import run_seqrec_training
+    from contrastkit.train.checkpoint import latest_checkpoint
+    from contrastkit.train.config import load_config
+
+    path = config_path(dataset, method)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config {path}")
+    config = load_config(path, overrides)
+    output = ROOT / "runs" / "seqrec" / f"{dataset}_{method}"
+    checkpoints = output / "checkpoints"
+    resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
+    print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
+    run_seqrec_training(config, output, resume=resume)
+
+
+def collect(command: str) -> list[dict]:
+    records = []
+    for summary_path in sorted((ROOT / "runs" / "seqrec").glob("*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        run_dir = summary_path.parent
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        epochs = [json.loads(line) for line in lines if line.strip()]
+        seconds = epochs[-1]["seconds"] if epochs else None
+        trained = summary.get("epochs_trained")
+        records.append(
+            {
+                "dataset": summary["dataset"],
+                "method": summary["method"],
+                "split": "test",
+                "metrics": {
+                    k.removeprefix("test_"): v for k, v in summary.items() if k.startswith("test_")
+                },
+                "valid": {
+                    k.removeprefix("valid_"): v
+                    for k, v in summary.items()
+                    if k.startswith("valid_")
+                },
+                "best_epoch": summary.get("best_epoch"),
+                "epochs": trained,
+                "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
+                "seconds": seconds,
+                "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
+                "device": f"{platform.machine()} cpu ({_threads()} threads)",
+                "published": PUBLISHED.get((summary["dataset"], summary["method"])),
+                "command": command,
+                "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
+            }
+        )
+    return records
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def table(records: list[dict]) -> str:
+    lines = [
+        "| dataset | method | HR@5 | HR@20 | NDCG@5 | NDCG@20 | published HR@20 / NDCG@20 "
+        "| best epoch / trained | s per epoch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        m, p = r["metrics"], r["published"]
+        published = f"{p['HR@20']:.4f} / {p['NDCG@20']:.4f}" if p else "—"
+        lines.append(
+            f"| {r['dataset']} | {r['method']} | {m.get('HR@5', float('nan')):.4f} | "
+            f"{m.get('HR@20', float('nan')):.4f} | {m.get('NDCG@5', float('nan')):.4f} | "
+            f"{m.get('NDCG@20', float('nan')):.4f} | {published} | "
+            f"{r['best_epoch']} / {r['epochs']} | {r['seconds_per_epoch']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["beauty"])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--collect", action="store_true", help="only tabulate finished runs")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run"
+    )
+    args = parser.parse_args()
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    if not args.collect:
+        for dataset in args.datasets:
+            for method in args.methods:
+                run(dataset, method, args.set)
+    records = collect(command)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "seqrec.json").write_text(json.dumps(records, indent=2) + "\n")
+    (RESULTS / "seqrec.md").write_text(table(records) + "\n")
+    print(table(records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

