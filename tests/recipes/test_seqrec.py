@@ -245,3 +245,36 @@ def test_length_buckets_give_a_permutation_of_similar_length_batches(tmp_path):
     plain = (task.inputs[random(task, torch.Generator().manual_seed(0), 16)] != 0).sum(dim=1)
     plain = plain[: plain.numel() // 16 * 16].reshape(-1, 16)
     assert spread < 0.5 * (plain.max(dim=1).values - plain.min(dim=1).values).float().mean()
+
+
+def test_every_seqrec_config_loads():
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).parents[2] / "configs" / "seqrec").glob("*.yaml"))
+    assert len(paths) == 20
+    for path in paths:
+        config = load_config(path)
+        assert (
+            config.recipe == "seqrec"
+            and path.stem == f"{config.seqrec.dataset}_{config.seqrec.method}"
+        )
+        assert config.loss.name == "info_nce" and config.loss.params == {"normalize": False}
+
+
+def test_title_space_puts_similar_titles_together(tmp_path):
+    """SRA-CL's semantic item space from titles: all-MiniLM-L6-v2 (packaged offline)."""
+    from contrastkit.data.sequences import SequenceData
+
+    titles = {
+        1: "Toy Story (1995)",
+        2: "Toy Story 2 (1999)",
+        3: "Schindler's List (1993)",
+        4: "The Pianist (2002)",
+    }
+    data = SequenceData(
+        sequences=[np.array([1, 2, 3, 4])], num_items=4, user_ids=["u"], item_titles=titles
+    )
+    items, kind = seqrec.item_semantics(data, "titles")
+    assert kind == "titles" and items.shape == (5, 384)
+    neighbours = seqrec.nearest_neighbours(items, 1)
+    assert neighbours[1, 0] == 2 and neighbours[2, 0] == 1

