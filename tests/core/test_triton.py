@@ -32,7 +32,7 @@ NAMES = [
 ]
 
 
-@pytest.mark.parametrize("dim", [3, 16, 40])
+@pytest.mark.parametrize("dim", [3, 16, 40, 1024])
 @pytest.mark.parametrize("name", NAMES)
 def test_triton_path_matches_dense(name, dim):
     case = next(c for c in CASES if c.name == name)

@@ -278,3 +278,15 @@ def test_title_space_puts_similar_titles_together(tmp_path):
     assert kind == "titles" and items.shape == (5, 384)
     neighbours = seqrec.nearest_neighbours(items, 1)
     assert neighbours[1, 0] == 2 and neighbours[2, 0] == 1
+
+
+def test_grouped_encoding_of_mixed_lengths_is_exact():
+    from contrastkit.train.config import SeqRecConfig
+
+    cfg = SeqRecConfig(max_len=12, hidden=8, heads=2, inner=16)
+    model = seqrec.SeqRecModel(30, cfg, None).eval()
+    g = torch.Generator().manual_seed(0)
+    seq = torch.randint(1, 31, (300, 12), generator=g)
+    lengths = torch.randint(1, 13, (300,), generator=g)
+    seq[torch.arange(12)[None, :] < (12 - lengths)[:, None]] = 0  # left padding, mixed lengths
+    torch.testing.assert_close(model(seq), model.encoder(seq), rtol=1e-5, atol=1e-6)
