@@ -5,6 +5,7 @@
     python benchmarks/seqrec.py --datasets beauty toys lastfm --methods sasrec cl4srec
     python benchmarks/seqrec.py --collect                        # only re-read finished runs
     python benchmarks/seqrec.py --methods sasrec --set train.progress=false
+    python benchmarks/seqrec.py --timing 30 --datasets beauty toys lastfm ml100k   # s / epoch
 
 Each run trains into ``runs/seqrec/<dataset>_<method>`` and resumes there when the folder
 holds a checkpoint (a killed benchmark continues where it stopped). Writes
@@ -52,6 +53,54 @@ def run(dataset: str, method: str, overrides: list[str]) -> None:
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
     run_seqrec_training(config, output, resume=resume)
+
+
+def time_epochs(datasets: list[str], methods: list[str], steps: int, command: str) -> list[dict]:
+    """Seconds per training epoch of each method, from ``steps`` timed training steps (after
+    two warm-up steps) with the config's batch size and length buckets; no evaluation."""
+    import time
+
+    import torch
+
+    from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
+    from contrastkit.train.config import load_config
+
+    records = []
+    for dataset in datasets:
+        for method in methods:
+            config = load_config(config_path(dataset, method))
+            task = SeqRecTask(config, load_sequences(config.seqrec), ROOT / "runs" / "timing")
+            task.backward = lambda loss: loss.backward()
+            params = [p for p in task.model.parameters() if p.requires_grad]
+            optimizer = torch.optim.Adam(params, lr=config.optim.lr)
+            task.bind_optimizer(optimizer)
+            batch = config.train.batch_size
+            order = task.epoch_order(torch.Generator().manual_seed(0), batch)
+            blocks = order[: order.numel() // batch * batch].reshape(-1, batch)
+            task.model.train()
+            for k in range(steps + 2):
+                if k == 2:
+                    start = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                loss, _ = task.training_step(task.model, blocks[k])
+                if loss.requires_grad:
+                    loss.backward()
+                optimizer.step()
+            per_step = (time.perf_counter() - start) / steps
+            records.append(
+                {
+                    "dataset": dataset,
+                    "method": method,
+                    "seconds_per_step": round(per_step, 4),
+                    "steps_per_epoch": int(blocks.shape[0]),
+                    "seconds_per_epoch": round(per_step * blocks.shape[0], 1),
+                    "timed_steps": steps,
+                    "device": f"{platform.machine()} cpu ({_threads()} threads)",
+                    "command": command,
+                }
+            )
+            print(json.dumps(records[-1]), flush=True)
+    return records
 
 
 def collect(command: str) -> list[dict]:
@@ -120,10 +169,25 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--collect", action="store_true", help="only tabulate finished runs")
     parser.add_argument(
+        "--timing", type=int, metavar="STEPS", help="instead: time STEPS training steps per method"
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run"
     )
     args = parser.parse_args()
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    if args.timing:
+        records = time_epochs(args.datasets, args.methods, args.timing, command)
+        path = RESULTS / "seqrec_timing.json"
+        done = {(r["dataset"], r["method"]) for r in records}
+        kept = [
+            r
+            for r in (json.loads(path.read_text()) if path.is_file() else [])
+            if (r["dataset"], r["method"]) not in done
+        ]
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(kept + records, indent=2) + "\n")
+        return 0
     if not args.collect:
         for dataset in args.datasets:
             for method in args.methods:
