@@ -1,9 +1,17 @@
 """Reading real data formats, validating them, splitting.
 
 ``images``: image datasets. ``sequences``: sequential-recommendation interaction sequences
-(S3-Rec/ICLRec text files, MovieLens 100K), k-core filtering, leave-one-out splits.
+(S3-Rec/ICLRec text files, MovieLens 100K), k-core filtering, leave-one-out splits. ``graphs``:
+user-item interaction graphs (LightGCN format) and Planetoid citation graphs (Cora).
 """
 
+from contrastkit.data.graphs import (
+    InteractionGraph,
+    NodeDataset,
+    load_lightgcn_dataset,
+    load_planetoid,
+    read_lightgcn_interactions,
+)
 from contrastkit.data.images import (
     DATASET_NAMES,
     DataFormatError,
@@ -32,6 +40,8 @@ __all__ = [
     "DATASET_NAMES",
     "DataFormatError",
     "ImageDataset",
+    "InteractionGraph",
+    "NodeDataset",
     "SequenceData",
     "SequenceSplit",
     "data_root",
@@ -43,8 +53,11 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_dataset",
     "load_image_folder",
+    "load_lightgcn_dataset",
+    "load_planetoid",
     "pad_left",
     "read_idx",
+    "read_lightgcn_interactions",
     "read_movielens_100k",
     "read_sequence_file",
     "training_pairs",

@@ -7,7 +7,8 @@ and :func:`knn_classify` (weighted kNN of Wu et al. 2018), both returning a
 and :class:`ScoreHistory` (positive/negative cosine histograms over training), and
 :func:`plot_metric_curves`. Plotting imports matplotlib lazily. Ranking (``ranking.py``):
 :func:`full_ranking_metrics` (HR@k, NDCG@k, MRR of one target per user over all items) and
-:func:`evaluate_in_chunks`.
+:func:`evaluate_in_chunks`; several held-out items per user: :func:`recall_ndcg_at_k` (Recall@k,
+NDCG@k as in LightGCN) and :func:`recall_ndcg_in_chunks`.
 """
 
 from contrastkit.eval.diagnostics import (
@@ -20,7 +21,13 @@ from contrastkit.eval.diagnostics import (
     uniformity_metric,
 )
 from contrastkit.eval.probes import ProbeResult, knn_classify, linear_probe
-from contrastkit.eval.ranking import evaluate_in_chunks, full_ranking_metrics, metric_names
+from contrastkit.eval.ranking import (
+    evaluate_in_chunks,
+    full_ranking_metrics,
+    metric_names,
+    recall_ndcg_at_k,
+    recall_ndcg_in_chunks,
+)
 
 __all__ = [
     "ProbeResult",
@@ -33,6 +40,8 @@ __all__ = [
     "linear_probe",
     "metric_names",
     "plot_metric_curves",
+    "recall_ndcg_at_k",
+    "recall_ndcg_in_chunks",
     "score_samples",
     "tolerance",
     "uniformity_metric",
