@@ -41,7 +41,7 @@ def _weights(term: Term, anchors: RowIds, candidates: RowIds, dtype: torch.dtype
 
 
 def _logits(a: Tensor, c: Tensor, bias: Tensor | None, scale: Tensor) -> Tensor:
-    out = (a @ c.T) * scale
+    out = (a * scale) @ c.T  # scaling the [tile, D] rows, not the [tile, tile] product
     return out if bias is None else out + bias[None, :]
 
 
@@ -93,6 +93,11 @@ class _TiledPairReduce(torch.autograd.Function):
                     None if b is None else b[j0 : j0 + tile],
                     scale,
                 )
+                if len(terms) == 1 and isinstance(terms[0], LogSumExp) and terms[0].top_k is None:
+                    # the common case (one plain log-sum-exp): mask in place, no extra copy
+                    tile_lse = torch.logsumexp(logits.masked_fill_(~masks[0], NEG_INF), dim=1)
+                    running[0] = _combine(terms[0], running[0], tile_lse)
+                    continue
                 for k, (term, mask) in enumerate(zip(terms, masks, strict=True)):
                     if not bool(mask.any()):
                         continue
@@ -134,8 +139,10 @@ class _TiledPairReduce(torch.autograd.Function):
         dtype = anchors.dtype
         grad_a = torch.zeros_like(anchors)
         grad_c = torch.zeros_like(candidates)
-        grad_b = torch.zeros_like(bias) if has_bias else None
+        grad_b = torch.zeros_like(bias) if has_bias and ctx.needs_input_grad[2] else None
+        need_scale = ctx.needs_input_grad[3]
         grad_s = torch.zeros((), dtype=dtype, device=anchors.device)
+        single_lse = len(terms) == 1 and isinstance(terms[0], LogSumExp) and terms[0].top_k is None
         ra, rc = anchors.shape[0], candidates.shape[0]
         g = [(grads[2 * k], grads[2 * k + 1]) for k in range(len(terms))]
         for i0 in range(0, ra, tile):
@@ -147,48 +154,75 @@ class _TiledPairReduce(torch.autograd.Function):
                 if not any(bool(m.any()) for m in masks):
                     continue
                 a, c = anchors[i0 : i0 + tile], candidates[j0 : j0 + tile]
-                dots = a @ c.T
-                logits = dots * scale
+                dots = a @ c.T if need_scale else None
+                logits = dots * scale if dots is not None else (a * scale) @ c.T
                 if b is not None:
                     logits = logits + b[j0 : j0 + tile][None, :]
-                dlogits = torch.zeros_like(logits)
-                for k, (term, mask) in enumerate(zip(terms, masks, strict=True)):
-                    g_first, g_second = g[k]
-                    out_first, out_second = outputs[2 * k], outputs[2 * k + 1]
-                    if isinstance(term, LogSumExp):
-                        if g_first is None:
-                            continue
-                        keep = mask
-                        if term.top_k is not None:
-                            columns = torch.arange(j0, j0 + logits.shape[1], device=logits.device)
-                            picked = chosen[k][rows]  # [rows, k] global columns, -1 = none
-                            keep = mask & (picked[:, :, None] == columns[None, None, :]).any(1)
-                        lse = out_first[rows][:, None]
-                        p = torch.where(
-                            keep, torch.exp(logits - torch.where(torch.isinf(lse), 0.0, lse)), 0.0
-                        )
-                        dlogits += p * g_first[rows][:, None]
-                    elif isinstance(term, WeightedSum):
-                        if g_first is None:
-                            continue
-                        w = _weights(term, ids_a, ids_c, dtype)
-                        w = mask.to(dtype) if w is None else torch.where(mask, w, 0.0)
-                        dlogits += w * g_first[rows][:, None]
-                    else:
-                        lse, mean = out_second[rows][:, None], out_first[rows][:, None]
-                        finite_lse = torch.where(torch.isinf(lse), 0.0, lse)
-                        p = torch.where(mask, torch.exp(logits - finite_lse), 0.0)
-                        if g_first is not None:
-                            factor = 1.0 if term.detach_weights else (1.0 + logits - mean)
-                            dlogits += torch.where(mask, p * factor, 0.0) * g_first[rows][:, None]
-                        if g_second is not None:
-                            dlogits += p * g_second[rows][:, None]
+                if single_lse:  # p = exp(logit - LSE) on the set, times the row's gradient
+                    g_first = g[0][0]
+                    if g_first is None:
+                        continue
+                    lse = outputs[0][rows]
+                    dlogits = logits.sub_(torch.where(torch.isinf(lse), 0.0, lse)[:, None]).exp_()
+                    dlogits.masked_fill_(~masks[0], 0.0).mul_(g_first[rows][:, None])
+                else:
+                    dlogits = _tile_dlogits(
+                        terms, masks, logits, g, outputs, rows, chosen, j0, ids_a, ids_c
+                    )
                 grad_a[i0 : i0 + tile] += (dlogits @ c) * scale
                 grad_c[j0 : j0 + tile] += (dlogits.T @ a) * scale
                 if grad_b is not None:
                     grad_b[j0 : j0 + tile] += dlogits.sum(dim=0)
-                grad_s += (dlogits * dots).sum()
-        return grad_a, grad_c, grad_b, grad_s, None, None, None, None
+                if need_scale:
+                    grad_s += (dlogits * dots).sum()
+        return grad_a, grad_c, grad_b, grad_s if need_scale else None, None, None, None, None
+
+
+def _tile_dlogits(
+    terms: Sequence[Term],
+    masks: list[Tensor],
+    logits: Tensor,
+    grads: list[tuple[Tensor | None, Tensor | None]],
+    outputs: list[Tensor],
+    rows: slice,
+    chosen: list[Tensor | None],
+    j0: int,
+    ids_a: RowIds,
+    ids_c: RowIds,
+) -> Tensor:
+    """``dLoss/dlogits`` of one ``[rows, cols]`` tile for any mix of terms (general backward)."""
+    dlogits = torch.zeros_like(logits)
+    for k, (term, mask) in enumerate(zip(terms, masks, strict=True)):
+        g_first, g_second = grads[k]
+        out_first, out_second = outputs[2 * k], outputs[2 * k + 1]
+        if isinstance(term, LogSumExp):
+            if g_first is None:
+                continue
+            keep = mask
+            if term.top_k is not None:
+                columns = torch.arange(j0, j0 + logits.shape[1], device=logits.device)
+                picked = chosen[k][rows]  # type: ignore[index]  # [rows, k] columns, -1 = none
+                keep = mask & (picked[:, :, None] == columns[None, None, :]).any(1)
+            lse = out_first[rows][:, None]
+            finite = torch.where(torch.isinf(lse), 0.0, lse)
+            p = torch.where(keep, torch.exp(logits - finite), 0.0)
+            dlogits += p * g_first[rows][:, None]
+        elif isinstance(term, WeightedSum):
+            if g_first is None:
+                continue
+            w = _weights(term, ids_a, ids_c, logits.dtype)
+            w = mask.to(logits.dtype) if w is None else torch.where(mask, w, 0.0)
+            dlogits += w * g_first[rows][:, None]
+        else:
+            lse, mean = out_second[rows][:, None], out_first[rows][:, None]
+            finite_lse = torch.where(torch.isinf(lse), 0.0, lse)
+            p = torch.where(mask, torch.exp(logits - finite_lse), 0.0)
+            if g_first is not None:
+                factor = 1.0 if term.detach_weights else (1.0 + logits - mean)
+                dlogits += torch.where(mask, p * factor, 0.0) * g_first[rows][:, None]
+            if g_second is not None:
+                dlogits += p * g_second[rows][:, None]
+    return dlogits
 
 
 def _combine(term: Term, running: Partial | None, new: Partial) -> Partial:
