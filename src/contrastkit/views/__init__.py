@@ -1,6 +1,8 @@
 """Making views: per modality, batched, on the device (``feature``: views in embedding space;
-``sequence``: item-sequence operators for sequential recommendation)."""
+``sequence``: item-sequence operators for sequential recommendation; ``graph``: GRACE's edge
+dropping and feature-column masking)."""
 
+from contrastkit.views.graph import drop_edges, mask_features
 from contrastkit.views.sequence import (
     SequenceAugmenter,
     crop,
@@ -13,7 +15,9 @@ from contrastkit.views.sequence import (
 __all__ = [
     "SequenceAugmenter",
     "crop",
+    "drop_edges",
     "mask",
+    "mask_features",
     "nearest_neighbours",
     "reorder",
     "substitute",
