@@ -113,6 +113,8 @@ def _default_output(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if config.recipe == "seqrec":
         return Path("runs") / f"{config.seqrec.dataset}-{config.seqrec.method}-{stamp}"
+    if config.recipe == "graphrec":
+        return Path("runs") / f"{config.graphrec.dataset}-{config.graphrec.method}-{stamp}"
     return Path("runs") / f"{config.data.name}-{config.loss.name}-v{config.views.views}-{stamp}"
 
 
@@ -132,6 +134,10 @@ def _train_command(args: argparse.Namespace) -> int:
         from contrastkit.recipes.seqrec import run_seqrec_training
 
         run_seqrec_training(config, output, resume=args.resume)
+    elif config.recipe == "graphrec":
+        from contrastkit.recipes.graphrec import run_graphrec_training
+
+        run_graphrec_training(config, output, resume=args.resume)
     else:
         run_image_training(config, output, resume=args.resume)
     return 0

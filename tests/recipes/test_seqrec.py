@@ -17,6 +17,15 @@ from contrastkit.train.config import ConfigError, load_config
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The models are tiny: more threads only add contention (on a busy CPU, many times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _write_dataset(tmp_path, users=40, items=25, seed=0):
     rng = np.random.default_rng(seed)
     lines, attributes = [], {}
@@ -109,7 +118,7 @@ def test_early_stopping_and_resume_of_a_stopped_run(tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == len(records)
 
 
-@pytest.mark.parametrize("method", ["sasrec", "cl4srec"])
+@pytest.mark.parametrize("method", ["sasrec", "cl4srec", "mclrec"])
 def test_resume_continues_a_killed_run_exactly(tmp_path, method):
     """Kill after epoch 2 (drop the epoch-3 checkpoint and record), resume: the same run."""
     import shutil
@@ -290,3 +299,29 @@ def test_grouped_encoding_of_mixed_lengths_is_exact():
     lengths = torch.randint(1, 13, (300,), generator=g)
     seq[torch.arange(12)[None, :] < (12 - lengths)[:, None]] = 0  # left padding, mixed lengths
     torch.testing.assert_close(model(seq), model.encoder(seq), rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_killed_on_a_plateau_stops_where_an_uninterrupted_one_does(tmp_path):
+    """The early-stopping counter lives in the checkpoint: resuming mid-plateau keeps it."""
+    import shutil
+
+    path, attr = _write_dataset(tmp_path)
+    config = _config(path, attr, "sasrec", "train.epochs=30", "seqrec.patience=3", "optim.lr=1e-9")
+    full = seqrec.run_seqrec_training(config, tmp_path / "full", echo=False)
+    run = tmp_path / "part"
+    seqrec.run_seqrec_training(config, run, echo=False)
+    last = full["epochs"]
+    assert last < 30
+    shutil.rmtree(run / "checkpoints" / f"epoch-{last:05d}")
+    (run / "checkpoints" / "latest").write_text(f"epoch-{last - 1:05d}\n")
+    (run / "summary.json").unlink()
+    resumed = seqrec.run_seqrec_training(config, run, resume=True, echo=False)
+    assert resumed["epochs"] == last and resumed["test_NDCG@20"] == full["test_NDCG@20"]
+
+
+def test_losses_with_parameters_or_extra_inputs_are_refused(tmp_path):
+    path, attr = _write_dataset(tmp_path)
+    for loss in ("siglip", "supcon"):
+        config = _config(path, attr, "sasrec", f"loss.name={loss}", "loss.params={}")
+        with pytest.raises(ValueError, match="two views of the sequence states only"):
+            seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "r")

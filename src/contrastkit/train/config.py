@@ -243,10 +243,76 @@ class SeqRecConfig:
             raise ConfigError("seqrec.dataset=file needs seqrec.path (a sequence file)")
 
 
+GRAPHREC_METHODS = ("lightgcn", "sgl", "simgcl", "lightgcl")
+GRAPHREC_KS = (10, 20, 40)  # the Recall@k / NDCG@k cut-offs the graphrec recipe reports
+
+
+@dataclass
+class GraphRecConfig:
+    """Graph collaborative filtering (``recipe: graphrec``); defaults = LightGCN on Gowalla."""
+
+    dataset: str = "gowalla"  # gowalla | file
+    path: str | None = None  # dataset=file: a folder with LightGCN-format train.txt and test.txt
+    method: str = "lightgcn"  # lightgcn | sgl | simgcl | lightgcl
+    dim: int = 64
+    layers: int = 3  # propagation steps (0 = matrix factorisation, lightgcn only)
+    init: str = "normal"  # normal (LightGCN-PyTorch, std init_std) | xavier (SGL, SimGCL, LightGCL)
+    init_std: float = 0.1
+    # lightgcn / sgl / simgcl: weight of LightGCN's batch L2 ½(‖e⁰_u‖² + ‖e⁰_p‖² + ‖e⁰_n‖²) / B;
+    # lightgcl: lambda2 of Σ‖θ‖² over the whole embedding tables
+    reg_weight: float = 1e-4
+    cl_weight: float = 0.1  # SGL lambda 0.1, SimGCL lambda 0.5, LightGCL lambda1 0.2
+    # negatives of the contrastive terms: all = every user / item of the other view (SGL-Torch,
+    # LightGCL); batch = the batch's distinct users / items (SELFRec's SGL and SimGCL)
+    cl_negatives: str = "all"
+    # sgl: share of training edges dropped in each of the two views (re-drawn every epoch,
+    # the kept graph re-normalised); lightgcl: dropout on the adjacency values per layer
+    edge_dropout: float = 0.1
+    noise_eps: float = 0.1  # SimGCL epsilon
+    svd_rank: int = 5  # LightGCL q
+    positive_clamp: float = 5.0  # LightGCL: the positive logit is clamped to [-c, c]
+    core: str = "auto"  # similarity core for the contrastive terms: auto | tiled | dense
+    eval_batch: int = 1024  # users scored at a time in the full ranking
+    # early stopping (off by default: the published protocol has no validation split and
+    # evaluates on the test set): stop after `patience` evaluations without a better stop_metric
+    patience: int | None = None
+    stop_metric: str = "Recall@20"  # Recall@k | NDCG@k, k in 10, 20, 40
+
+    def __post_init__(self) -> None:
+        _one_of("graphrec", "dataset", self.dataset, ("gowalla", "file"))
+        _one_of("graphrec", "method", self.method, GRAPHREC_METHODS)
+        _one_of("graphrec", "init", self.init, ("normal", "xavier"))
+        _one_of("graphrec", "cl_negatives", self.cl_negatives, ("all", "batch"))
+        _one_of("graphrec", "core", self.core, ("auto", "tiled", "dense"))
+        metrics = tuple(f"{m}@{k}" for k in GRAPHREC_KS for m in ("Recall", "NDCG"))
+        _one_of("graphrec", "stop_metric", self.stop_metric, metrics)
+        _at_least("graphrec", self, 1, "dim", "svd_rank", "eval_batch", "patience")
+        _at_least("graphrec", self, 0, "layers", "reg_weight", "cl_weight", "noise_eps")
+        if self.layers < 1 and self.method != "lightgcn":
+            raise ConfigError(
+                f"config key graphrec.layers must be >= 1 for method {self.method}; "
+                f"got {self.layers}"
+            )
+        if not 0.0 <= self.edge_dropout < 1.0:
+            raise ConfigError(
+                f"config key graphrec.edge_dropout must be in [0, 1); got {self.edge_dropout}"
+            )
+        for name in ("init_std", "positive_clamp"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(
+                    f"config key graphrec.{name} must be > 0; got {getattr(self, name)}"
+                )
+        if self.dataset == "file" and not self.path:
+            raise ConfigError(
+                "graphrec.dataset=file needs graphrec.path (a folder with train.txt and test.txt)"
+            )
+
+
 @dataclass
 class RunConfig:
-    recipe: str = "images"  # images | seqrec
+    recipe: str = "images"  # images | seqrec | graphrec
     seqrec: SeqRecConfig = field(default_factory=SeqRecConfig)
+    graphrec: GraphRecConfig = field(default_factory=GraphRecConfig)
     data: DataConfig = field(default_factory=DataConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -257,7 +323,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        _one_of("top", "recipe", self.recipe, ("images", "seqrec"))
+        _one_of("top", "recipe", self.recipe, ("images", "seqrec", "graphrec"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

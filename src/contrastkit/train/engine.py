@@ -67,7 +67,9 @@ class Task(Protocol):
     # optional: ``bind_optimizer(optimizer)`` is called once with the engine's optimizer, for
     # tasks that take extra optimizer steps inside ``training_step`` (MCLRec's bilevel update);
     # ``epoch_order(generator, batch) -> Tensor`` replaces the epoch's random permutation of
-    # the training indices (consecutive blocks of ``batch`` are the batches)
+    # the training indices (consecutive blocks of ``batch`` are the batches);
+    # ``extra_state() -> dict`` / ``load_extra_state(dict)``: task state saved in each
+    # checkpoint (tensors, numbers, strings, dicts and lists: loaded with weights_only=True)
 
 
 class Engine:
@@ -208,6 +210,8 @@ class Engine:
             weights, state = restored
             self.task.model.load_state_dict(weights, strict=True)
             optimizer.load_state_dict(state["optimizer"])
+            if hasattr(self.task, "load_extra_state") and "task" in state:
+                self.task.load_extra_state(state["task"])
             start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
         self._prepare_run_dir(restored is not None, start_epoch)
 
@@ -331,6 +335,8 @@ class Engine:
             "optimizer": optimizer.state_dict(),
             "config": self.config.to_dict(),
         }
+        if hasattr(self.task, "extra_state"):  # e.g. early-stopping counters, a 2nd optimizer
+            state["task"] = self.task.extra_state()
         save_checkpoint(
             self.checkpoint_dir,
             f"epoch-{epoch:05d}",

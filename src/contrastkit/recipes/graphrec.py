@@ -1,0 +1,531 @@
+"""Graph collaborative filtering with contrastive learning: LightGCN, SGL, SimGCL and LightGCL,
+wired for the engine. ``run_graphrec_training(config, output)`` is what
+``contrastkit train --config configs/graph/<dataset>_<method>.yaml`` runs.
+
+Protocol (LightGCN / NGCF, also SGL, SimGCL and LightGCL): a fixed train / test split of the
+user-item interactions (LightGCN's ``train.txt`` / ``test.txt``), one training example per
+training interaction (the engine's training indices are the edges of
+:meth:`~contrastkit.data.graphs.InteractionGraph.edge_index`: one epoch visits every training
+interaction once, in batches of ``train.batch_size``; the engine drops the last, partial batch),
+one negative item per interaction drawn uniformly from all items and re-drawn while it is one of
+the user's training items (LightGCN's and LightGCL's samplers), and a full ranking of all items
+with the user's training items excluded: Recall@k and NDCG@k (k = 10, 20, 40) averaged over the
+users that have a test item. There is **no validation split**: the published protocol evaluates
+the test set every few epochs (LightGCN, LightGCL report the test metrics; SGL-Torch also stops
+early on them). The recipe reports the test metrics of the final weights (``test_*``) and of the
+best evaluation so far (``best_test_*``, ``best_epoch``; weights in ``best.safetensors``); early
+stopping on a test metric (``graphrec.patience``, ``graphrec.stop_metric``) is off by default.
+
+Every contrastive term is ``config.loss`` from :mod:`contrastkit.losses` built with
+``reduction="none"`` (the configs use ``info_nce`` with ``same_view_negatives=False``: the
+cross-view ("CLIP") softmax of all four papers), never a copy of the softmax. For a view pair
+``(A, B)`` over ``n`` nodes and the anchor nodes ``ids`` of a batch (:meth:`contrastive`):
+
+* ``graphrec.cl_negatives=all`` (SGL-Torch, LightGCL): the candidates are all ``n`` nodes of
+  the other view; the anchors are the batch's rows *with repeats* (a user with three
+  interactions in the batch counts three times, as in both official codes). The batch's distinct
+  nodes are moved to the front of ``stack([A, B], 1)`` and the loss runs inside
+  :func:`contrastkit.core.local_anchors` over them only (cost ``O(k n d)``, ``k`` distinct
+  anchors), in the tiled core when the ``k x n`` logit block is large (``graphrec.core``).
+* ``graphrec.cl_negatives=batch`` (SELFRec's SGL / SimGCL): the loss on the batch's distinct
+  nodes, in-batch negatives, their plain mean.
+
+``info_nce`` averages both directions (``A -> B`` and ``B -> A``); the official codes use the
+``A -> B`` direction only. For SGL and SimGCL the two views are exchangeable (two random views),
+so both directions have the same expectation; for LightGCL see below.
+
+Methods (per batch of interactions ``(u, p, n)``; ``e`` = final embeddings):
+
+* ``lightgcn`` (He et al. 2020): ``BPR(e_u, e_p, e_n) + reg · ½(‖e⁰_u‖² + ‖e⁰_p‖² + ‖e⁰_n‖²)/B``
+  (ego embeddings of the batch, decay 1e-4), 3 layers, layer mean including ``E⁰``.
+* ``sgl`` (Wu et al. 2021, SGL-ED, ``wujcan/SGL-Torch``): two edge-dropout views per epoch
+  (each keeps ``int(E (1 - ρ))`` random training edges, re-normalised), LightGCN on each;
+  ``+ λ (nce_users + nce_items)`` with cosine logits, τ = 0.2, over the batch's users and
+  positive items, candidates all users / items of the other view; λ = 0.1, ρ = 0.1.
+* ``simgcl`` (Yu et al. 2022, ``Coder-Yu/SELFRec``): two propagations with sign-aligned uniform
+  noise of norm ε = 0.1 after every layer (:meth:`LightGCN.perturb`), no ``E⁰`` in any layer mean;
+  ``+ λ (nce_users + nce_items)`` over the batch's distinct users and positive items, in-batch
+  negatives, cosine logits, τ = 0.2, λ = 0.5 (SELFRec's Yelp2018 setting).
+* ``lightgcl`` (Cai et al. 2023, ``HKUDS/LightGCL``): see :meth:`GraphRecTask.lightgcl_views`
+  and :meth:`GraphRecTask.lightgcl_contrastive`; ``BPR + λ1 L_s + λ2 Σ‖θ‖²``.
+
+Deviations from the official codes (deliberate):
+
+* the contrastive terms average both directions (``info_nce``); the official codes use one.
+  For LightGCL this changes the loss (see :meth:`GraphRecTask.lightgcl_contrastive`), for SGL
+  and SimGCL not its expectation;
+* no ``+1e-8`` inside LightGCL's log; SGL-Torch sums BPR, InfoNCE and L2 over the batch, here
+  they are means (the same relative weights; only the overall scale, to which Adam is nearly
+  invariant, differs);
+* LightGCN-PyTorch's epoch draws ``E`` (user, positive) pairs by first drawing a user uniformly;
+  here an epoch visits every training edge once (SGL-Torch, SELFRec, LightGCL);
+* SimGCL's L2 term is LightGCN's batch L2 on the ego embeddings (SELFRec adds
+  ``reg (‖e_u‖ + ‖e_p‖)``, unsquared norms of the propagated batch embeddings);
+* the evaluation ranks with fresh embeddings of the current weights (LightGCL's code ranks with
+  the embeddings of its last training forward pass, i.e. before the last optimizer step);
+* metrics are means over users (LightGCL's code averages per-batch means);
+* one epoch = the training edges in ``E // B`` full batches (the engine drops the remainder).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning_fabric import Fabric
+from torch import Tensor, nn
+
+from contrastkit import losses as loss_lib
+from contrastkit.core import core_backend, local_anchors
+from contrastkit.data.graphs import InteractionGraph, load_lightgcn_dataset
+from contrastkit.data.images import data_root
+from contrastkit.encoders.lightgcn import LightGCN, bpr_loss
+from contrastkit.eval.ranking import recall_ndcg_in_chunks
+from contrastkit.train.checkpoint import atomic_write_text, save_weights
+from contrastkit.train.config import GRAPHREC_KS, GraphRecConfig, RunConfig
+from contrastkit.train.engine import Engine
+
+KS = GRAPHREC_KS
+DATASET_FOLDERS = {"gowalla": "lightgcn_gowalla"}
+
+
+# -- data ----------------------------------------------------------------------------------
+def load_graph(cfg: GraphRecConfig) -> InteractionGraph:
+    """The configured interaction graph (``train.txt`` + ``test.txt``, LightGCN format)."""
+    if cfg.dataset == "file":
+        assert cfg.path is not None
+        return load_lightgcn_dataset(cfg.path)
+    root = data_root()
+    if root is None:
+        raise FileNotFoundError(
+            f"graphrec.dataset={cfg.dataset} needs the shared data folder: set "
+            "CONTRASTKIT_DATA or use graphrec.dataset=file with graphrec.path"
+        )
+    return load_lightgcn_dataset(root / DATASET_FOLDERS[cfg.dataset])
+
+
+class NegativeSampler:
+    """One negative item per (user, positive) pair: uniform over all items, re-drawn while it
+    is one of the user's training items (LightGCN's ``UniformSample_original`` and LightGCL's
+    ``TrnData.neg_sampling`` rule). Draws from the global torch RNG (seeded by the engine before
+    every step, so a resumed run draws the same negatives)."""
+
+    def __init__(self, graph: InteractionGraph) -> None:
+        users, items = graph.edge_index()
+        self.num_items = graph.num_items
+        self.keys = torch.sort(users * graph.num_items + items).values
+        degree = torch.bincount(users, minlength=graph.num_users)
+        full = torch.nonzero(degree >= graph.num_items).flatten()
+        if len(full):
+            raise ValueError(
+                f"user {int(full[0])} has every one of the {graph.num_items} items as a "
+                "training item: there is no negative item to sample"
+            )
+
+    def is_positive(self, users: Tensor, items: Tensor) -> Tensor:
+        keys = users * self.num_items + items
+        where = torch.searchsorted(self.keys, keys).clamp(max=len(self.keys) - 1)
+        return self.keys[where] == keys
+
+    def sample(self, users: Tensor) -> Tensor:
+        neg = torch.randint(0, self.num_items, users.shape)
+        bad = self.is_positive(users, neg)
+        while bool(bad.any()):
+            rows = torch.nonzero(bad).flatten()
+            neg[rows] = torch.randint(0, self.num_items, (len(rows),))
+            bad = torch.zeros_like(bad)
+            bad[rows] = self.is_positive(users[rows], neg[rows])
+        return neg
+
+
+def user_item_block(graph: InteractionGraph, adjacency: Tensor) -> Tensor:
+    """The ``[U, I]`` block ``Â_ui = 1 / sqrt(d_u d_i)`` of the normalised bipartite adjacency
+    (sparse COO, coalesced): LightGCL's normalised interaction matrix."""
+    u = graph.num_users
+    indices, values = adjacency.indices(), adjacency.values()
+    keep = (indices[0] < u) & (indices[1] >= u)
+    rows, cols = indices[0, keep], indices[1, keep] - u
+    size = (graph.num_users, graph.num_items)
+    indices = torch.stack([rows, cols])  # valid by construction: skip the invariant checks
+    return torch.sparse_coo_tensor(indices, values[keep], size, check_invariants=False).coalesce()
+
+
+def svd_view(matrix: Tensor, rank: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``U_q, s_q, V_q`` of ``torch.svd_lowrank(matrix, q=rank)`` (LightGCL's SVD view, computed
+    once; randomised, so seeded with ``seed`` without touching the global RNG state). The rank is
+    capped at ``min(matrix.shape)``."""
+    q = min(rank, *matrix.shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        u, s, v = torch.svd_lowrank(matrix, q=q)
+    return u, s, v
+
+
+def _extra_inputs(fn: Any) -> list[str]:
+    """Positional inputs of a loss function beyond ``z`` (labels, scores, ...)."""
+    return [
+        name
+        for name, p in list(inspect.signature(fn).parameters.items())[1:]
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+
+
+# -- the task --------------------------------------------------------------------------------
+class GraphRecTask:
+    """A :class:`contrastkit.train.engine.Task` for top-k recommendation on an interaction
+    graph; the engine's training indices are the training edges."""
+
+    def __init__(self, config: RunConfig, graph: InteractionGraph, run_dir: Path) -> None:
+        cfg = config.graphrec
+        self.config, self.cfg, self.run_dir = config, cfg, Path(run_dir)
+        self.graph = graph
+        if graph.num_train == 0:
+            raise ValueError("graphrec: the training file has no interaction")
+        if graph.num_test == 0:
+            raise ValueError("graphrec: the test file has no interaction (nothing to rank)")
+        self.edge_users, self.edge_items = graph.edge_index()
+        self.sampler = NegativeSampler(graph)
+        self.adj = graph.normalized_adjacency()
+        self.exclude = graph.train_mask()
+        self.svd: tuple[Tensor, ...] | None = None
+        if cfg.method == "lightgcl":
+            u, s, v = svd_view(user_item_block(graph, self.adj), cfg.svd_rank, config.train.seed)
+            self.svd = (u * s, v * s, u, v)  # US, VS, U, V
+        self.views: list[Tensor] = []  # SGL's two edge-dropout graphs of the current epoch
+        torch.manual_seed(config.train.seed)  # the initial weights follow the seed
+        self.model = LightGCN(
+            graph.num_users,
+            graph.num_items,
+            dim=cfg.dim,
+            layers=cfg.layers,
+            init_std=cfg.init_std,
+            init=cfg.init,  # type: ignore[arg-type]
+        )
+        self.criterion: nn.Module | None = None
+        if cfg.method != "lightgcn":
+            params = {**config.loss.params, "reduction": "none"}
+            if config.loss.temperature is not None:
+                params["temperature"] = config.loss.temperature
+            self.criterion = loss_lib.get(config.loss.name, **params)
+            if list(self.criterion.parameters()) or _extra_inputs(type(self.criterion).fn):
+                raise ValueError(
+                    f"loss.name={config.loss.name!r}: the graphrec recipe's contrastive terms "
+                    "take two views of the node embeddings only; use a loss without learnable "
+                    "parameters or extra inputs (info_nce, dcl, dhel, ...)"
+                )
+        self.device = torch.device("cpu")
+        self.best: dict[str, Any] = {}
+        self.evaluations_since_best = 0
+        self._last_eval: tuple[int, dict[str, float]] | None = None
+        self.description = f"{cfg.method} {cfg.dataset}"
+
+    # engine hooks ------------------------------------------------------------------------
+    def num_train(self) -> int:
+        return self.graph.num_train
+
+    def setup(self, fabric: Fabric) -> None:
+        if fabric.world_size > 1:
+            raise ValueError("the graphrec recipe trains on one device (train.devices=1)")
+        self.to(fabric.device)
+        self._load_best()
+
+    def to(self, device: torch.device) -> None:
+        """Move the graph tensors (not the model: the engine moves it) to ``device``."""
+        self.device = torch.device(device)
+        self.adj = self.adj.to(self.device)
+        self.views = [v.to(self.device) for v in self.views]
+        if self.svd is not None:
+            self.svd = tuple(t.to(self.device) for t in self.svd)
+        if self.criterion is not None:
+            self.criterion.to(self.device)
+
+    def epoch_order(self, generator: torch.Generator, batch: int) -> Tensor:
+        """A random permutation of the training edges; for SGL also the epoch's two
+        edge-dropout views, drawn from the same epoch generator (exact on resume)."""
+        order = torch.randperm(self.num_train(), generator=generator)
+        if self.cfg.method == "sgl":
+            self.views = [self.edge_dropout_view(generator) for _ in range(2)]
+        return order
+
+    def extra_state(self) -> dict[str, Any]:
+        """The early-stopping state, saved in every checkpoint (a resumed run tracks the best
+        evaluation and stops exactly as an uninterrupted one, even if ``best.json`` is newer)."""
+        return {"best": dict(self.best), "since": self.evaluations_since_best}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.best = dict(state["best"])
+        self.evaluations_since_best = int(state["since"])
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        pass
+
+    def training_step(self, model: nn.Module, indices: Tensor) -> tuple[Tensor, dict[str, float]]:
+        cfg = self.cfg
+        users, pos = self.edge_users[indices], self.edge_items[indices]
+        neg = self.sampler.sample(users)
+        users, pos, neg = (t.to(self.device) for t in (users, pos, neg))
+        if cfg.method == "lightgcl":
+            return self._lightgcl_step(users, pos, neg)
+        if cfg.method == "simgcl":
+            users_emb, items_emb = model(self.adj, include_ego=False)
+        else:
+            users_emb, items_emb = model(self.adj)
+        bpr = bpr_loss(users_emb, items_emb, users, pos, neg)
+        reg = self.model.reg_loss(users, pos, neg)
+        loss = bpr + cfg.reg_weight * reg
+        logs = {"bpr": bpr.item(), "reg": reg.item()}
+        if cfg.method == "lightgcn":
+            return loss, logs
+        if cfg.method == "sgl":
+            if len(self.views) != 2:
+                raise RuntimeError("sgl: epoch_order(...) draws the views; it was not called")
+            first, second = model(self.views[0]), model(self.views[1])
+        else:  # simgcl
+            first = model(self.adj, cfg.noise_eps)
+            second = model(self.adj, cfg.noise_eps)
+        cl = self.contrastive(first[0], second[0], users) + self.contrastive(
+            first[1], second[1], pos
+        )
+        logs["cl"] = cl.item()
+        return loss + cfg.cl_weight * cl, logs
+
+    # methods -----------------------------------------------------------------------------
+    def edge_dropout_view(self, generator: torch.Generator) -> Tensor:
+        """SGL-ED: the normalised adjacency of ``int(E (1 - ρ))`` training edges drawn without
+        replacement (SGL-Torch ``create_adj_mat(is_subgraph=True, aug_type='ed')``)."""
+        n = self.num_train()
+        keep = int(n * (1.0 - self.cfg.edge_dropout))
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[torch.randperm(n, generator=generator)[:keep]] = True
+        return self.graph.normalized_adjacency(mask).to(self.device)
+
+    def _anchors(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """The distinct anchor nodes of a batch and their weights in the mean: their share of
+        the batch rows (``cl_negatives=all``: repeats count) or ``1 / k`` (``batch``)."""
+        distinct, counts = torch.unique(ids, return_counts=True)
+        if self.cfg.cl_negatives == "all":
+            return distinct, counts.to(torch.float32) / len(ids)
+        return distinct, torch.full((len(distinct),), 1.0 / len(distinct), device=ids.device)
+
+    def contrastive(self, a: Tensor, b: Tensor, ids: Tensor) -> Tensor:
+        """The library loss between the views ``a`` and ``b`` (``[n, d]`` each, all nodes of one
+        kind) for the anchor nodes ``ids`` of a batch: the weighted mean over the anchors, with
+        all ``n`` nodes as candidates (``cl_negatives=all``) or the batch's distinct nodes
+        (``batch``). See the module docstring."""
+        assert self.criterion is not None
+        distinct, weights = self._anchors(ids)
+        candidates = len(distinct) if self.cfg.cl_negatives == "batch" else a.shape[0]
+        if candidates < 2:  # one node: no negative, nothing to contrast
+            return a.sum() * 0.0
+        with core_backend(self.cfg.core):
+            if self.cfg.cl_negatives == "batch":
+                values = self.criterion(torch.stack([a[distinct], b[distinct]], dim=1))
+            else:
+                rest = torch.ones(a.shape[0], dtype=torch.bool, device=a.device)
+                rest[distinct] = False
+                order = torch.cat([distinct, torch.nonzero(rest).flatten()])
+                z = torch.stack([a[order], b[order]], dim=1)
+                with local_anchors(0, len(distinct)):
+                    values = self.criterion(z)  # [k]: the distinct anchors, in order
+        return (values * weights.to(values.dtype)).sum()
+
+    def lightgcl_views(self, dropout: float = 0.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """LightGCL's main and SVD views ``(E_u, E_i, G_u, G_i)`` (official ``model.py``)::
+
+            E^l = Â E^(l-1)   (bipartite Â; dropout on its values, fresh per layer)
+            E   = Σ_{l=0..L} E^l                      (a sum, not a mean; no activation)
+            G_u = E_u^0 + Σ_{l=1..L} U_q S_q V_qᵀ E_i^(l-1)
+            G_i = E_i^0 + Σ_{l=1..L} V_q S_q U_qᵀ E_u^(l-1)
+
+        with ``U_q S_q V_qᵀ`` the rank-q SVD of the normalised ``[U, I]`` matrix (never
+        materialised: ``US (Vᵀ E)``). The SVD view is propagated from the main view's
+        ``E^(l-1)``, not from ``G^(l-1)``.
+        """
+        assert self.svd is not None
+        us, vs, u, v = self.svd
+        e0 = self.model.ego_embeddings()
+        emb, total, earlier = e0, e0, torch.zeros_like(e0)
+        for _ in range(self.cfg.layers):
+            earlier = earlier + emb  # Σ_{l < current} E^l
+            adj = self.adj
+            if dropout > 0:
+                values = F.dropout(adj.values(), p=dropout)
+                adj = torch.sparse_coo_tensor(
+                    adj.indices(), values, adj.shape, check_invariants=False
+                ).coalesce()
+            emb = torch.sparse.mm(adj, emb)
+            total = total + emb
+        n_users = self.graph.num_users
+        e_users, e_items = torch.split(total, [n_users, self.graph.num_items])
+        p_users, p_items = torch.split(earlier, [n_users, self.graph.num_items])
+        g_users = self.model.user_embedding.weight + us @ (v.T @ p_items)
+        g_items = self.model.item_embedding.weight + vs @ (u.T @ p_users)
+        return e_users, e_items, g_users, g_items
+
+    def lightgcl_contrastive(self, g: Tensor, e: Tensor, ids: Tensor) -> Tensor:
+        """LightGCL's ``L_s`` for one node kind: the library loss plus a positive correction.
+
+        Official (``model.py``, no L2 normalisation, anchors = the batch rows with repeats)::
+
+            L_s = mean_u log(Σ_{v ∈ all} exp(g_u·e_v / τ) + 1e-8) - mean_u clamp(g_u·e_u / τ, ±5)
+
+        Here: ``contrastive(g, e, ids)`` (``info_nce``, cross-view softmax over all nodes,
+        ``normalize=False`` in the config) gives ``mean_u [½ LSE_v(g_u·e_v/τ) + ½ LSE_v(e_u·g_v/τ)
+        - g_u·e_u/τ]``, and the separate positive term ``mean_u [g_u·e_u/τ - clamp(g_u·e_u/τ,
+        ±c)]`` turns its unclamped positive into the clamped one. Differences to the official
+        loss: the denominator is the mean of both directions (``info_nce`` is symmetric; the
+        official code has the SVD-view anchors ``g_u`` only) and there is no ``+1e-8`` inside
+        the log. The clamp and all-node denominators are as in the official code.
+        """
+        assert isinstance(self.criterion, loss_lib.LossModule)
+        hyper = self.criterion.current_hyperparameters()
+        tau = float(hyper.get("temperature", 1.0))
+        distinct, weights = self._anchors(ids)
+        ga, ea = g[distinct], e[distinct]
+        if hyper.get("normalize", True):
+            ga, ea = F.normalize(ga, dim=-1), F.normalize(ea, dim=-1)
+        s = (ga * ea).sum(-1) / tau
+        c = self.cfg.positive_clamp
+        correction = ((s - s.clamp(-c, c)) * weights.to(s.dtype)).sum()
+        return self.contrastive(g, e, ids) + correction
+
+    def _lightgcl_step(self, users: Tensor, pos: Tensor, neg: Tensor):
+        cfg = self.cfg
+        e_users, e_items, g_users, g_items = self.lightgcl_views(cfg.edge_dropout)
+        bpr = bpr_loss(e_users, e_items, users, pos, neg)
+        items = torch.cat([pos, neg])
+        cl = self.lightgcl_contrastive(g_users, e_users, users) + self.lightgcl_contrastive(
+            g_items, e_items, items
+        )
+        reg = sum(p.pow(2).sum() for p in self.model.parameters())
+        loss = bpr + cfg.cl_weight * cl + cfg.reg_weight * reg
+        return loss, {"bpr": bpr.item(), "cl": cl.item(), "reg": float(reg.detach())}
+
+    # evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def embeddings(self) -> tuple[Tensor, Tensor]:
+        """The final user and item embeddings that score ``e_u · e_i`` (no noise, no dropout)."""
+        if self.cfg.method == "lightgcl":
+            e_users, e_items, _, _ = self.lightgcl_views(0.0)
+            return e_users, e_items
+        return self.model.propagate(self.adj, include_ego=self.cfg.method != "simgcl")
+
+    @torch.no_grad()
+    def ranking_metrics(self) -> dict[str, float]:
+        """Test Recall@k / NDCG@k (k = 10, 20, 40): full ranking over all items, each user's
+        training items excluded, means over the users with a test item."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            users, items = self.embeddings()
+            items_t = items.T.contiguous()
+            metrics = recall_ndcg_in_chunks(
+                lambda start, stop: (users[start:stop] @ items_t).float(),
+                self.graph.test,
+                self.exclude,
+                KS,
+                chunk_size=self.cfg.eval_batch,
+            )
+        finally:
+            self.model.train(was_training)
+        return {f"test_{key}": float(value) for key, value in metrics.items()}
+
+    def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
+        if self._last_eval is not None and self._last_eval[0] == epoch:
+            metrics = self._last_eval[1]  # the final evaluation right after an early stop
+        else:
+            metrics = self.ranking_metrics()
+            self._last_eval = (epoch, metrics)
+        key = f"test_{self.cfg.stop_metric}"
+        # the epoch of the best weights again after a resume counts as equal, not as worse
+        if not self.best or metrics[key] > self.best["score"] or epoch == self.best["epoch"]:
+            self.best = {"score": metrics[key], "epoch": epoch, "metrics": dict(metrics)}
+            self.evaluations_since_best = 0
+            self._save_best()
+        elif not final:
+            self.evaluations_since_best += 1
+        result: dict[str, Any] = {
+            **metrics,
+            **{f"best_{k}": v for k, v in self.best["metrics"].items()},
+            "best_epoch": self.best["epoch"],
+        }
+        patience = self.cfg.patience
+        if not final and patience is not None and self.evaluations_since_best >= patience:
+            result["stop"] = True
+        return result
+
+    def _save_best(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(self.run_dir / "best.safetensors", self.model.state_dict())
+        atomic_write_text(
+            self.run_dir / "best.json",
+            json.dumps({**self.best, "since": self.evaluations_since_best}),
+        )
+
+    def _load_best(self) -> None:
+        path = self.run_dir / "best.json"
+        if path.is_file() and (self.run_dir / "best.safetensors").is_file():
+            state = json.loads(path.read_text())
+            self.best = {k: state[k] for k in ("score", "epoch", "metrics")}
+            self.evaluations_since_best = int(state.get("since", 0))
+
+
+# -- the run -----------------------------------------------------------------------------------
+def run_graphrec_training(
+    config: RunConfig, output: str | Path, *, resume: bool = False, echo: bool = True
+) -> dict[str, Any]:
+    """Train and evaluate one graph recommender; writes ``summary.json`` and ``results.md``
+    (the metrics table) into ``output``; returns the summary."""
+    started = time.perf_counter()
+    output = Path(output)
+    graph = load_graph(config.graphrec)
+    task = GraphRecTask(config, graph, output)
+    engine = Engine(config, output, task, resume=resume)
+    if not resume and output.exists() and any(output.iterdir()):
+        engine.prepare()  # refuses a folder that holds a run
+    result = engine.fit()
+    summary = {
+        "dataset": config.graphrec.dataset,
+        "method": config.graphrec.method,
+        "data": {
+            "users": graph.num_users,
+            "items": graph.num_items,
+            "train": graph.num_train,
+            "test": graph.num_test,
+        },
+        **{k: v for k, v in result.items() if not isinstance(v, dict)},
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    if engine.is_main:
+        atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(output / "results.md", metrics_table([summary]) + "\n")
+        if echo:
+            print(metrics_table([summary]))
+    return summary
+
+
+def metrics_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per run, test Recall@k / NDCG@k of the final weights, the best
+    Recall@20 / NDCG@20 over the evaluations and its epoch, the epochs trained."""
+    names = [f"{m}@{k}" for k in KS for m in ("Recall", "NDCG")]
+    lines = [
+        "| dataset | method | "
+        + " | ".join(names)
+        + " | best Recall@20 / NDCG@20 | best epoch | epochs |",
+        "|---" * (len(names) + 5) + "|",
+    ]
+    nan = float("nan")
+    for r in rows:
+        cells = [f"{r.get(f'test_{n}', nan):.4f}" for n in names]
+        best = f"{r.get('best_test_Recall@20', nan):.4f} / {r.get('best_test_NDCG@20', nan):.4f}"
+        lines.append(
+            f"| {r['dataset']} | {r['method']} | "
+            + " | ".join(cells)
+            + f" | {best} | {r.get('best_epoch', '—')} | {r.get('epochs_trained', '—')} |"
+        )
+    return "\n".join(lines)
