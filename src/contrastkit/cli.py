@@ -115,6 +115,10 @@ def _default_output(config: RunConfig) -> Path:
         return Path("runs") / f"{config.seqrec.dataset}-{config.seqrec.method}-{stamp}"
     if config.recipe == "graphrec":
         return Path("runs") / f"{config.graphrec.dataset}-{config.graphrec.method}-{stamp}"
+    if config.recipe == "graphnode":
+        graph = config.graphnode
+        dataset = graph.name if graph.dataset == "file" else graph.dataset
+        return Path("runs") / f"{dataset}-{graph.method}-{stamp}"
     return Path("runs") / f"{config.data.name}-{config.loss.name}-v{config.views.views}-{stamp}"
 
 
@@ -138,6 +142,10 @@ def _train_command(args: argparse.Namespace) -> int:
         from contrastkit.recipes.graphrec import run_graphrec_training
 
         run_graphrec_training(config, output, resume=args.resume)
+    elif config.recipe == "graphnode":
+        from contrastkit.recipes.graph_nodes import run_graph_node_training
+
+        run_graph_node_training(config, output, resume=args.resume)
     else:
         run_image_training(config, output, resume=args.resume)
     return 0

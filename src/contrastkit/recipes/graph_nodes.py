@@ -16,39 +16,65 @@ GRACE's loss is :func:`contrastkit.losses.info_nce` on ``[N, 2, D]`` (NT-Xent: t
 anchor ``u_i`` is every row of both views but itself: ``v_i``, the ``N - 1`` inter-view and the
 ``N - 1`` intra-view negatives), so ``with contrastkit.core.core_backend("tiled"):`` makes it
 ``O(N·D)`` in memory (the official ``batched_semi_loss`` still needs ``O(B·N)``).
+
+The recipe (``recipe: graphnode``; ``contrastkit train --config configs/graph/cora_grace.yaml``)
+is :class:`GraphNodeTask` + :func:`run_graph_node_training`: full-graph training, one
+optimizer step per epoch (the engine sees a training set of one example, see
+:meth:`GraphNodeTask.num_train`), both views re-drawn every step from the engine's step seed
+(exact resume), a linear probe on the frozen encoder output of the clean graph every
+``train.eval_every`` epochs and at the end (train / val / test = the public Planetoid split).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning_fabric import Fabric
 from torch import Tensor, nn
 
-from contrastkit.encoders.gcn import GCNEncoder, GraceProjection
+from contrastkit.core import core_backend
+from contrastkit.data.graphs import NodeDataset, load_planetoid
+from contrastkit.data.images import data_root
+from contrastkit.encoders.gcn import GCNEncoder, GraceProjection, gcn_normalized_adjacency
 from contrastkit.encoders.gcn_bounds import (
     EdgeDropBounds,
     Variant,
     compactness_lower_bound,
+    edge_drop_bounds,
 )
 from contrastkit.eval.probes import ProbeResult, linear_probe
 from contrastkit.losses import info_nce
 from contrastkit.losses._common import Reduction
+from contrastkit.train.checkpoint import atomic_write_text
+from contrastkit.train.config import GraphNodeConfig, RunConfig
+from contrastkit.train.engine import Engine
+from contrastkit.views.graph import drop_edges, mask_features
 
 __all__ = [
     "GRACE_CONFIGS",
     "POT_GRACE_CONFIGS",
     "POT_README_OVERRIDES",
+    "PROBE_WEIGHT_DECAYS",
     "GraceModel",
+    "GraphNodeTask",
     "NodeProbeResult",
     "grace_loss",
     "grace_pot_objective",
+    "load_node_dataset",
     "node_linear_probe",
+    "node_probe_selected",
+    "normalize_features",
     "pot_loss",
     "pot_target",
     "pot_view_loss",
+    "results_table",
+    "run_graph_node_training",
 ]
 
 # CRIPAC-DIG/GRACE config.yaml (weight_decay 1e-5, 2 layers, GCNConv for all).
@@ -312,3 +338,287 @@ def node_linear_probe(
     val = linear_probe(*train, z[val_mask], labels[val_mask], **probe_kwargs)
     test = linear_probe(*train, z[test_mask], labels[test_mask], **probe_kwargs)
     return NodeProbeResult(val=val, test=test)
+
+
+# The probe's L2 strengths tried on the validation nodes when graphnode.probe_weight_decay is
+# null (GRACE's evaluation grid-searches the inverse strength C of a logistic regression too).
+PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def node_probe_selected(
+    z: Tensor,
+    labels: Tensor,
+    train_mask: Tensor,
+    val_mask: Tensor,
+    test_mask: Tensor,
+    weight_decays: tuple[float, ...] = PROBE_WEIGHT_DECAYS,
+    **probe_kwargs: Any,
+) -> tuple[float, NodeProbeResult]:
+    """The linear probe with its L2 strength chosen on the validation nodes: one fit per value
+    of ``weight_decays`` scored on ``val_mask``; the value with the best validation accuracy
+    (ties: the stronger regularisation) is then scored on ``test_mask``. Returns that value
+    and its :class:`NodeProbeResult`. The test nodes play no part in the choice."""
+    if not weight_decays:
+        raise ValueError("node_probe_selected: weight_decays is empty")
+    z = z.detach()
+    probe_kwargs.setdefault("num_classes", int(labels.max()) + 1)
+    train = (z[train_mask], labels[train_mask])
+    best: tuple[float, float, ProbeResult] | None = None
+    for wd in sorted(weight_decays, reverse=True):  # strongest first: ties keep it
+        val = linear_probe(*train, z[val_mask], labels[val_mask], weight_decay=wd, **probe_kwargs)
+        if best is None or val.accuracy > best[1]:
+            best = (wd, val.accuracy, val)
+    assert best is not None
+    wd, _, val = best
+    test = linear_probe(*train, z[test_mask], labels[test_mask], weight_decay=wd, **probe_kwargs)
+    return wd, NodeProbeResult(val=val, test=test)
+
+
+def normalize_features(x: Tensor) -> Tensor:
+    """PyG's ``NormalizeFeatures`` (GRACE's and POT's transform): ``x - min(x)``, then each row
+    divided by its sum (sums below 1, e.g. all-zero rows, divide by 1)."""
+    x = x - x.min()
+    return x / x.sum(dim=-1, keepdim=True).clamp(min=1.0)
+
+
+def load_node_dataset(cfg: GraphNodeConfig) -> NodeDataset:
+    """The configured node-classification graph: Cora from the shared data folder
+    (``<data>/planetoid/ind.cora.*``) or the Planetoid files ``path/ind.<name>.*``."""
+    if cfg.dataset == "file":
+        assert cfg.path is not None
+        return load_planetoid(cfg.path, cfg.name, num_val=cfg.num_val)
+    root = data_root()
+    if root is None:
+        raise FileNotFoundError(
+            f"graphnode.dataset={cfg.dataset} needs the shared data folder: set "
+            "CONTRASTKIT_DATA or use graphnode.dataset=file with graphnode.path"
+        )
+    return load_planetoid(root / "planetoid", cfg.dataset, num_val=cfg.num_val)
+
+
+class GraphNodeTask:
+    """A :class:`contrastkit.train.engine.Task` for GRACE / GRACE+POT on one graph.
+
+    Full-graph training: every step encodes the whole graph twice (two views), so an epoch is
+    one optimizer step (GRACE's and POT's ``train()`` per epoch). The engine is told there is
+    one training example (:meth:`num_train` = 1, so any ``train.batch_size`` gives one step of
+    one index, which :meth:`training_step` ignores). Step ``k``'s views come from the global
+    RNG, which the engine re-seeds from ``(train.seed, k)`` before every step: a resumed run
+    draws the same views.
+
+    Step (``method="grace"``; ``grace_pot`` adds POT's term)::
+
+        G1, G2 = drop_edges(E, r1), drop_edges(E, r2)          (each directed edge independently)
+        X1, X2 = mask_features(X, p1), mask_features(X, p2)    (p = 0: X itself)
+        z1, z2 = f(X1, Â(G1)), f(X2, Â(G2))                    (encoder outputs)
+        L = grace_loss(g(z1), g(z2), τ)                        (info_nce; graphnode.core)
+        grace_pot: L = (1 - κ) L + κ pot_loss(f, X, (Â(G1), Â(G2)), (z1, z2), bounds)
+
+    ``bounds`` = :func:`~contrastkit.encoders.gcn_bounds.edge_drop_bounds` of the clean graph
+    at ``r1`` and ``r2``, computed once. With feature masking the masked features go to POT as
+    ``x_views`` (the ``sound`` variant also widens its set to every column mask).
+    """
+
+    def __init__(self, config: RunConfig, data: NodeDataset, run_dir: Path) -> None:
+        cfg = config.graphnode
+        self.config, self.cfg, self.run_dir = config, cfg, Path(run_dir)
+        self.data = data
+        for name in ("train_mask", "val_mask", "test_mask"):
+            mask = getattr(data, name)
+            if not bool(mask.any()):
+                raise ValueError(f"graphnode: the dataset's {name} is empty")
+            if bool((data.labels[mask] < 0).any()):
+                raise ValueError(f"graphnode: a node of {name} has no label")
+        n = data.num_nodes
+        if n < 2:
+            raise ValueError("graphnode: the graph needs at least 2 nodes (GRACE's negatives)")
+        x = data.features.float()
+        self.x = normalize_features(x) if cfg.normalize_features else x
+        self.edge_index = data.edge_index.long()
+        self.labels = data.labels
+        self.masks = (data.train_mask, data.val_mask, data.test_mask)
+        self.adj = gcn_normalized_adjacency(self.edge_index, n)  # the clean graph (evaluation)
+        self.bounds: tuple[EdgeDropBounds, EdgeDropBounds] | None = None
+        if cfg.method == "grace_pot":
+            self.bounds = (
+                edge_drop_bounds(self.edge_index, n, cfg.drop_edge_1),
+                edge_drop_bounds(self.edge_index, n, cfg.drop_edge_2),
+            )
+        torch.manual_seed(config.train.seed)  # the initial weights follow the seed
+        self.model = GraceModel(
+            data.num_features,
+            cfg.hidden,
+            cfg.proj_hidden,
+            num_layers=cfg.layers,
+            activation=cfg.activation,
+        )
+        self.device = torch.device("cpu")
+        self.best: dict[str, Any] = {}  # the evaluation with the best validation accuracy
+        self.description = f"{cfg.method} {data.name}"
+
+    # engine hooks ------------------------------------------------------------------------
+    def num_train(self) -> int:
+        """One "example": the whole graph (one full-graph step per epoch)."""
+        return 1
+
+    def setup(self, fabric: Fabric) -> None:
+        if fabric.world_size > 1:
+            raise ValueError("the graphnode recipe trains on one device (train.devices=1)")
+        self.to(fabric.device)
+
+    def to(self, device: torch.device) -> None:
+        """Move the graph tensors (not the model: the engine moves it) to ``device``."""
+        self.device = torch.device(device)
+        self.x = self.x.to(self.device)
+        self.edge_index = self.edge_index.to(self.device)
+        self.adj = self.adj.to(self.device)
+        self.labels = self.labels.to(self.device)
+        self.masks = tuple(m.to(self.device) for m in self.masks)  # type: ignore[assignment]
+        if self.bounds is not None:
+            self.bounds = (self.bounds[0].to(self.device), self.bounds[1].to(self.device))
+
+    def extra_state(self) -> dict[str, Any]:
+        """The best-validation evaluation so far (saved in every checkpoint)."""
+        return {"best": dict(self.best)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.best = dict(state["best"])
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        pass
+
+    def views(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """Two random views ``((X1, Â1), (X2, Â2))`` from the global RNG (edge drops first,
+        then feature masks, as GRACE's ``train()``)."""
+        cfg, n = self.cfg, self.x.shape[0]
+        graphs = [drop_edges(self.edge_index, p) for p in (cfg.drop_edge_1, cfg.drop_edge_2)]
+        feats = [
+            mask_features(self.x, p) if p > 0 else self.x
+            for p in (cfg.drop_feature_1, cfg.drop_feature_2)
+        ]
+        adjs = [gcn_normalized_adjacency(g, n, dtype=self.x.dtype) for g in graphs]
+        return (feats[0], adjs[0]), (feats[1], adjs[1])
+
+    def training_step(self, model: nn.Module, indices: Tensor) -> tuple[Tensor, dict[str, float]]:
+        cfg = self.cfg
+        (x1, a1), (x2, a2) = self.views()
+        z1, z2 = model(x1, a1), model(x2, a2)
+        with core_backend(cfg.core):
+            gcl = grace_loss(self.model.project(z1), self.model.project(z2), tau=cfg.tau)
+        logs = {"gcl": gcl.item()}
+        if cfg.method == "grace":
+            return gcl, logs
+        assert self.bounds is not None
+        masked = cfg.drop_feature_1 > 0 or cfg.drop_feature_2 > 0
+        pot = pot_loss(
+            self.model.encoder,
+            self.x,
+            (a1, a2),
+            (z1, z2),
+            self.bounds,
+            variant=cfg.pot_variant,  # type: ignore[arg-type]
+            x_views=(x1, x2) if masked else None,
+            feature_mask=masked and cfg.pot_variant == "sound",
+        )
+        logs["pot"] = pot.item()
+        return grace_pot_objective(gcl, pot, kappa=cfg.kappa), logs
+
+    # evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def embeddings(self) -> Tensor:
+        """The encoder output on the clean graph and features (GRACE's and POT's evaluation)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.model(self.x, self.adj)
+        finally:
+            self.model.train(was_training)
+
+    def probe(self) -> dict[str, float]:
+        """``val_acc``, ``test_acc`` of the linear probe fitted on the training nodes, and the
+        probe's L2 strength ``probe_weight_decay`` (fixed, or chosen on the validation nodes)."""
+        cfg = self.cfg
+        z = self.embeddings().float()
+        if cfg.probe_weight_decay is None:
+            wd, result = node_probe_selected(z, self.labels, *self.masks, epochs=cfg.probe_epochs)
+        else:
+            wd = cfg.probe_weight_decay
+            result = node_linear_probe(
+                z, self.labels, *self.masks, weight_decay=wd, epochs=cfg.probe_epochs
+            )
+        return {
+            "val_acc": result.val.accuracy,
+            "test_acc": result.test.accuracy,
+            "probe_weight_decay": float(wd),
+        }
+
+    def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
+        metrics = self.probe()
+        if not self.best or metrics["val_acc"] > self.best["val_acc"]:  # first best kept on ties
+            self.best = {"val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"]}
+            self.best["epoch"] = epoch
+        return {
+            **metrics,
+            "best_val_acc": self.best["val_acc"],
+            "test_acc_at_best_val": self.best["test_acc"],
+            "best_epoch": self.best["epoch"],
+        }
+
+
+# -- the run -----------------------------------------------------------------------------------
+def run_graph_node_training(
+    config: RunConfig, output: str | Path, *, resume: bool = False, echo: bool = True
+) -> dict[str, Any]:
+    """Train GRACE / GRACE+POT on one graph and probe it; writes ``summary.json`` and
+    ``results.md`` into ``output``; returns the summary."""
+    started = time.perf_counter()
+    output = Path(output)
+    data = load_node_dataset(config.graphnode)
+    task = GraphNodeTask(config, data, output)
+    engine = Engine(config, output, task, resume=resume)
+    if not resume and output.exists() and any(output.iterdir()):
+        engine.prepare()  # refuses a folder that holds a run
+    result = engine.fit()
+    cfg = config.graphnode
+    summary = {
+        "dataset": data.name,
+        "method": cfg.method,
+        "pot_variant": cfg.pot_variant if cfg.method == "grace_pot" else None,
+        "data": {
+            "nodes": data.num_nodes,
+            "features": data.num_features,
+            "classes": data.num_classes,
+            "edges": data.num_edges,
+            "train": int(data.train_mask.sum()),
+            "val": int(data.val_mask.sum()),
+            "test": int(data.test_mask.sum()),
+        },
+        **{k: v for k, v in result.items() if not isinstance(v, dict)},
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    if engine.is_main:
+        atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(output / "results.md", results_table([summary]) + "\n")
+        if echo:
+            print(results_table([summary]))
+    return summary
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per run: the final probe's val / test accuracy, the best validation
+    accuracy over the evaluations with its test accuracy and epoch, the epochs trained."""
+    lines = [
+        "| dataset | method | val acc | test acc | best val acc (epoch) | test acc at best val "
+        "| epochs | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    nan = float("nan")
+    for r in rows:
+        method = r["method"] + (f" ({r['pot_variant']})" if r.get("pot_variant") else "")
+        lines.append(
+            f"| {r['dataset']} | {method} | {r.get('val_acc', nan):.4f} | "
+            f"{r.get('test_acc', nan):.4f} | {r.get('best_val_acc', nan):.4f} "
+            f"({r.get('best_epoch', '—')}) | {r.get('test_acc_at_best_val', nan):.4f} | "
+            f"{r.get('epochs_trained', '—')} | {r.get('wall_seconds', nan):.0f} |"
+        )
+    return "\n".join(lines)
