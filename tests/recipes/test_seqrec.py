@@ -325,3 +325,29 @@ def test_losses_with_parameters_or_extra_inputs_are_refused(tmp_path):
         config = _config(path, attr, "sasrec", f"loss.name={loss}", "loss.params={}")
         with pytest.raises(ValueError, match="two views of the sequence states only"):
             seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "r")
+
+
+def test_the_cli_trains_a_seqrec_config_and_resumes(tmp_path, capsys):
+    from pathlib import Path
+
+    from contrastkit import cli
+
+    path, attr = _write_dataset(tmp_path)
+    config = Path(__file__).parents[2] / "configs" / "seqrec" / "beauty_cl4srec.yaml"
+    out = tmp_path / "run"
+    overrides = [
+        "seqrec.dataset=file",
+        f"seqrec.path={path}",
+        "seqrec.hidden=16",
+        "seqrec.inner=32",
+        "seqrec.max_len=10",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.progress=false",
+    ]
+    assert cli.main(["train", "--config", str(config), "--output", str(out), *overrides]) == 0
+    assert "| file | cl4srec |" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2 and 0.0 <= summary["test_HR@20"] <= 1.0
+    assert cli.main(["train", "--resume", "--output", str(out)]) == 0  # finished: no retraining
+    assert json.loads((out / "summary.json").read_text())["test_HR@20"] == summary["test_HR@20"]
