@@ -17,13 +17,7 @@ from contrastkit.train.config import ConfigError, load_config
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The models are tiny: more threads only add contention (on a busy CPU, many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def _write_dataset(tmp_path, users=40, items=25, seed=0):
@@ -332,7 +326,7 @@ def test_the_cli_trains_a_seqrec_config_and_resumes(tmp_path, capsys):
 
     from contrastkit import cli
 
-    path, attr = _write_dataset(tmp_path)
+    path, _attr = _write_dataset(tmp_path)
     config = Path(__file__).parents[2] / "configs" / "seqrec" / "beauty_cl4srec.yaml"
     out = tmp_path / "run"
     overrides = [
