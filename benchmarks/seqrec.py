@@ -4,6 +4,7 @@
     python benchmarks/seqrec.py                                  # Beauty, all five methods
     python benchmarks/seqrec.py --datasets beauty toys lastfm --methods sasrec cl4srec
     python benchmarks/seqrec.py --collect                        # only re-read finished runs
+    python benchmarks/seqrec.py --collect --unfinished           # + runs in progress (best so far)
     python benchmarks/seqrec.py --methods sasrec --set train.progress=false
     python benchmarks/seqrec.py --timing 30 --datasets beauty toys lastfm ml100k   # s / epoch
 
@@ -139,6 +140,46 @@ def collect(command: str) -> list[dict]:
     return records
 
 
+def collect_unfinished(command: str) -> list[dict]:
+    """Runs still in progress (no ``summary.json``): the test metrics of their best-valid
+    weights so far (``best.safetensors``), marked ``"finished": false``."""
+    from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
+    from contrastkit.train.checkpoint import load_weights
+    from contrastkit.train.config import load_config
+
+    records = []
+    for best in sorted((ROOT / "runs" / "seqrec").glob("*/best.safetensors")):
+        run_dir = best.parent
+        if (run_dir / "summary.json").is_file() or not (run_dir / "config.yaml").is_file():
+            continue
+        config = load_config(run_dir / "config.yaml")
+        task = SeqRecTask(config, load_sequences(config.seqrec), run_dir)
+        task.model.load_state_dict(load_weights(best))
+        metrics = task.ranking_metrics("test")
+        epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        best_epoch = epochs[-1].get("best_epoch") if epochs else None
+        records.append(
+            {
+                "dataset": config.seqrec.dataset,
+                "method": config.seqrec.method,
+                "split": "test",
+                "finished": False,
+                "metrics": {k.removeprefix("test_"): v for k, v in metrics.items()},
+                "best_epoch": best_epoch,
+                "epochs": epochs[-1]["epoch"] if epochs else 0,
+                "seconds": epochs[-1]["seconds"] if epochs else None,
+                "seconds_per_epoch": None,
+                "device": f"{platform.machine()} cpu",
+                "published": PUBLISHED.get((config.seqrec.dataset, config.seqrec.method)),
+                "command": command,
+                "config": str(
+                    config_path(config.seqrec.dataset, config.seqrec.method).relative_to(ROOT)
+                ),
+            }
+        )
+    return records
+
+
 def _threads() -> int:
     import torch
 
@@ -158,7 +199,8 @@ def table(records: list[dict]) -> str:
             f"| {r['dataset']} | {r['method']} | {m.get('HR@5', float('nan')):.4f} | "
             f"{m.get('HR@20', float('nan')):.4f} | {m.get('NDCG@5', float('nan')):.4f} | "
             f"{m.get('NDCG@20', float('nan')):.4f} | {published} | "
-            f"{r['best_epoch']} / {r['epochs']} | {r['seconds_per_epoch']} |"
+            f"{r['best_epoch']} / {r['epochs']}{'' if r.get('finished', True) else ' (running)'}"
+            f" | {r['seconds_per_epoch'] or '—'} |"
         )
     return "\n".join(lines)
 
@@ -168,6 +210,11 @@ def main() -> int:
     parser.add_argument("--datasets", nargs="+", default=["beauty"])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--collect", action="store_true", help="only tabulate finished runs")
+    parser.add_argument(
+        "--unfinished",
+        action="store_true",
+        help="also tabulate runs in progress (test metrics of their best-valid weights so far)",
+    )
     parser.add_argument(
         "--timing", type=int, metavar="STEPS", help="instead: time STEPS training steps per method"
     )
@@ -193,6 +240,8 @@ def main() -> int:
             for method in args.methods:
                 run(dataset, method, args.set)
     records = collect(command)
+    if args.unfinished:
+        records += collect_unfinished(command)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "seqrec.json").write_text(json.dumps(records, indent=2) + "\n")
     (RESULTS / "seqrec.md").write_text(table(records) + "\n")
