@@ -86,7 +86,8 @@ from contrastkit.data.graphs import InteractionGraph, load_lightgcn_dataset
 from contrastkit.data.images import data_root
 from contrastkit.encoders.lightgcn import LightGCN, bpr_loss
 from contrastkit.eval.ranking import recall_ndcg_in_chunks
-from contrastkit.train.checkpoint import atomic_write_text, save_weights
+from contrastkit.train.best import BestWeights
+from contrastkit.train.checkpoint import atomic_write_text
 from contrastkit.train.config import GRAPHREC_KS, GraphRecConfig, RunConfig
 from contrastkit.train.engine import Engine
 
@@ -219,8 +220,7 @@ class GraphRecTask:
                     "parameters or extra inputs (info_nce, dcl, dhel, ...)"
                 )
         self.device = torch.device("cpu")
-        self.best: dict[str, Any] = {}
-        self.evaluations_since_best = 0
+        self.tracker = BestWeights(self.run_dir)
         self._last_eval: tuple[int, dict[str, float]] | None = None
         self.description = f"{cfg.method} {cfg.dataset}"
 
@@ -232,7 +232,7 @@ class GraphRecTask:
         if fabric.world_size > 1:
             raise ValueError("the graphrec recipe trains on one device (train.devices=1)")
         self.to(fabric.device)
-        self._load_best()
+        self.tracker.load_files()
 
     def to(self, device: torch.device) -> None:
         """Move the graph tensors (not the model: the engine moves it) to ``device``."""
@@ -255,11 +255,10 @@ class GraphRecTask:
     def extra_state(self) -> dict[str, Any]:
         """The early-stopping state, saved in every checkpoint (a resumed run tracks the best
         evaluation and stops exactly as an uninterrupted one, even if ``best.json`` is newer)."""
-        return {"best": dict(self.best), "since": self.evaluations_since_best}
+        return self.tracker.state()
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.best = dict(state["best"])
-        self.evaluations_since_best = int(state["since"])
+        self.tracker.load_state(state)
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         pass
@@ -442,37 +441,16 @@ class GraphRecTask:
             metrics = self.ranking_metrics()
             self._last_eval = (epoch, metrics)
         key = f"test_{self.cfg.stop_metric}"
-        # the epoch of the best weights again after a resume counts as equal, not as worse
-        if not self.best or metrics[key] > self.best["score"] or epoch == self.best["epoch"]:
-            self.best = {"score": metrics[key], "epoch": epoch, "metrics": dict(metrics)}
-            self.evaluations_since_best = 0
-            self._save_best()
-        elif not final:
-            self.evaluations_since_best += 1
+        self.tracker.update(metrics[key], epoch, self.model, count=not final, metrics=dict(metrics))
         result: dict[str, Any] = {
             **metrics,
-            **{f"best_{k}": v for k, v in self.best["metrics"].items()},
-            "best_epoch": self.best["epoch"],
+            **{f"best_{k}": v for k, v in self.tracker.best["metrics"].items()},
+            "best_epoch": self.tracker.epoch,
         }
         patience = self.cfg.patience
-        if not final and patience is not None and self.evaluations_since_best >= patience:
+        if not final and patience is not None and self.tracker.since >= patience:
             result["stop"] = True
         return result
-
-    def _save_best(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_weights(self.run_dir / "best.safetensors", self.model.state_dict())
-        atomic_write_text(
-            self.run_dir / "best.json",
-            json.dumps({**self.best, "since": self.evaluations_since_best}),
-        )
-
-    def _load_best(self) -> None:
-        path = self.run_dir / "best.json"
-        if path.is_file() and (self.run_dir / "best.safetensors").is_file():
-            state = json.loads(path.read_text())
-            self.best = {k: state[k] for k in ("score", "epoch", "metrics")}
-            self.evaluations_since_best = int(state.get("since", 0))
 
 
 # -- the run -----------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ from contrastkit.data.sequences import (
 )
 from contrastkit.encoders.sasrec import SASRec
 from contrastkit.eval.ranking import evaluate_in_chunks
-from contrastkit.train.checkpoint import atomic_write_text, load_weights, save_weights
+from contrastkit.train.best import BestWeights
+from contrastkit.train.checkpoint import atomic_write_text
 from contrastkit.train.config import RunConfig, SeqRecConfig
 from contrastkit.train.engine import Engine
 from contrastkit.views.sequence import SequenceAugmenter, nearest_neighbours, substitute
@@ -327,8 +328,7 @@ class SeqRecTask:
             self.meta_optimizer = torch.optim.Adam(self.meta_params, lr=config.optim.lr)
         self.optimizer: torch.optim.Optimizer | None = None
         self.device = torch.device("cpu")
-        self.best: dict[str, Any] = {}
-        self.evaluations_since_best = 0
+        self.tracker = BestWeights(self.run_dir)
         self.description = f"{cfg.method} {cfg.dataset}"
 
     # engine hooks ------------------------------------------------------------------------
@@ -340,7 +340,7 @@ class SeqRecTask:
             raise ValueError("the seqrec recipe trains on one device (train.devices=1)")
         self.device = fabric.device
         self.backward = fabric.backward
-        self._load_best()
+        self.tracker.load_files()
 
     def epoch_order(self, generator: torch.Generator, batch: int) -> Tensor:
         """The epoch's order of training pairs: a random permutation, or with
@@ -365,14 +365,13 @@ class SeqRecTask:
         """Early-stopping state and MCLRec's augmenter optimizer, saved in every checkpoint
         (so that a resumed run stops, and updates the augmenters, exactly as an uninterrupted
         one)."""
-        state: dict[str, Any] = {"best": dict(self.best), "since": self.evaluations_since_best}
+        state: dict[str, Any] = self.tracker.state()
         if self.cfg.method == "mclrec":
             state["meta_optimizer"] = self.meta_optimizer.state_dict()
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.best = dict(state["best"])
-        self.evaluations_since_best = int(state["since"])
+        self.tracker.load_state(state)
         if "meta_optimizer" in state:
             self.meta_optimizer.load_state_dict(state["meta_optimizer"])
 
@@ -536,41 +535,20 @@ class SeqRecTask:
                 f"seqrec.valid_metric={self.cfg.valid_metric!r} is not one of "
                 f"{sorted(k.removeprefix('valid_') for k in valid)}"
             )
-        # the epoch of the best weights again after a resume counts as equal, not as worse
-        if not self.best or valid[key] > self.best["score"] or epoch == self.best["epoch"]:
-            self.best = {"score": valid[key], "epoch": epoch}
-            self.evaluations_since_best = 0
-            self._save_best()
-        else:
-            self.evaluations_since_best += 1
-        result: dict[str, Any] = {**valid, "best_epoch": self.best["epoch"]}
+        self.tracker.update(valid[key], epoch, self.model)
+        result: dict[str, Any] = {**valid, "best_epoch": self.tracker.epoch}
         if final:
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.model.load_state_dict(load_weights(self.run_dir / "best.safetensors"))
+            self.model.load_state_dict(self.tracker.weights())
             result = {
                 **self.ranking_metrics("valid"),
                 **self.ranking_metrics("test"),
-                "best_epoch": self.best["epoch"],
+                "best_epoch": self.tracker.epoch,
             }
             self.model.load_state_dict(current)
-        elif self.evaluations_since_best >= self.cfg.patience:
+        elif self.tracker.since >= self.cfg.patience:
             result["stop"] = True
         return result
-
-    def _save_best(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_weights(self.run_dir / "best.safetensors", self.model.state_dict())
-        atomic_write_text(
-            self.run_dir / "best.json",
-            json.dumps({**self.best, "since": self.evaluations_since_best}),
-        )
-
-    def _load_best(self) -> None:
-        path = self.run_dir / "best.json"
-        if path.is_file() and (self.run_dir / "best.safetensors").is_file():
-            state = json.loads(path.read_text())
-            self.best = {"score": state["score"], "epoch": state["epoch"]}
-            self.evaluations_since_best = int(state.get("since", 0))
 
 
 # -- the run -----------------------------------------------------------------------------------
