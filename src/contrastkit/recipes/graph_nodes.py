@@ -27,7 +27,6 @@ optimizer step per epoch (the engine sees a training set of one example, see
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +50,8 @@ from contrastkit.encoders.gcn_bounds import (
 from contrastkit.eval.probes import ProbeResult, linear_probe
 from contrastkit.losses import info_nce
 from contrastkit.losses._common import Reduction
-from contrastkit.train.checkpoint import atomic_write_text
+from contrastkit.recipes.reporting import fit_and_summarize
 from contrastkit.train.config import GraphNodeConfig, RunConfig
-from contrastkit.train.engine import Engine
 from contrastkit.views.graph import drop_edges, mask_features
 
 __all__ = [
@@ -575,12 +573,8 @@ def run_graph_node_training(
     output = Path(output)
     data = load_node_dataset(config.graphnode)
     task = GraphNodeTask(config, data, output)
-    engine = Engine(config, output, task, resume=resume)
-    if not resume and output.exists() and any(output.iterdir()):
-        engine.prepare()  # refuses a folder that holds a run
-    result = engine.fit()
     cfg = config.graphnode
-    summary = {
+    header = {
         "dataset": data.name,
         "method": cfg.method,
         "pot_variant": cfg.pot_variant if cfg.method == "grace_pot" else None,
@@ -593,15 +587,17 @@ def run_graph_node_training(
             "val": int(data.val_mask.sum()),
             "test": int(data.test_mask.sum()),
         },
-        **{k: v for k, v in result.items() if not isinstance(v, dict)},
-        "total_seconds": round(time.perf_counter() - started, 1),
     }
-    if engine.is_main:
-        atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
-        atomic_write_text(output / "results.md", results_table([summary]) + "\n")
-        if echo:
-            print(results_table([summary]))
-    return summary
+    return fit_and_summarize(
+        config,
+        output,
+        task,
+        header=header,
+        table=results_table,
+        started=started,
+        resume=resume,
+        echo=echo,
+    )
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:

@@ -70,7 +70,6 @@ Deviations from the official codes (deliberate):
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -86,10 +85,9 @@ from contrastkit.data.graphs import InteractionGraph, load_lightgcn_dataset
 from contrastkit.data.images import data_root
 from contrastkit.encoders.lightgcn import LightGCN, bpr_loss
 from contrastkit.eval.ranking import recall_ndcg_in_chunks
+from contrastkit.recipes.reporting import fit_and_summarize
 from contrastkit.train.best import BestWeights
-from contrastkit.train.checkpoint import atomic_write_text
 from contrastkit.train.config import GRAPHREC_KS, GraphRecConfig, RunConfig
-from contrastkit.train.engine import Engine
 
 KS = GRAPHREC_KS
 DATASET_FOLDERS = {"gowalla": "lightgcn_gowalla"}
@@ -463,11 +461,7 @@ def run_graphrec_training(
     output = Path(output)
     graph = load_graph(config.graphrec)
     task = GraphRecTask(config, graph, output)
-    engine = Engine(config, output, task, resume=resume)
-    if not resume and output.exists() and any(output.iterdir()):
-        engine.prepare()  # refuses a folder that holds a run
-    result = engine.fit()
-    summary = {
+    header = {
         "dataset": config.graphrec.dataset,
         "method": config.graphrec.method,
         "data": {
@@ -476,15 +470,17 @@ def run_graphrec_training(
             "train": graph.num_train,
             "test": graph.num_test,
         },
-        **{k: v for k, v in result.items() if not isinstance(v, dict)},
-        "total_seconds": round(time.perf_counter() - started, 1),
     }
-    if engine.is_main:
-        atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
-        atomic_write_text(output / "results.md", metrics_table([summary]) + "\n")
-        if echo:
-            print(metrics_table([summary]))
-    return summary
+    return fit_and_summarize(
+        config,
+        output,
+        task,
+        header=header,
+        table=metrics_table,
+        started=started,
+        resume=resume,
+        echo=echo,
+    )
 
 
 def metrics_table(rows: list[dict[str, Any]]) -> str:

@@ -32,7 +32,6 @@ Methods (the per-batch loss; ``h = f(s)`` is the SASRec state of the last positi
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -57,10 +56,9 @@ from contrastkit.data.sequences import (
 )
 from contrastkit.encoders.sasrec import SASRec
 from contrastkit.eval.ranking import evaluate_in_chunks
+from contrastkit.recipes.reporting import fit_and_summarize
 from contrastkit.train.best import BestWeights
-from contrastkit.train.checkpoint import atomic_write_text
 from contrastkit.train.config import RunConfig, SeqRecConfig
-from contrastkit.train.engine import Engine
 from contrastkit.views.sequence import SequenceAugmenter, nearest_neighbours, substitute
 
 KS = (5, 10, 20)
@@ -561,24 +559,22 @@ def run_seqrec_training(
     output = Path(output)
     data = load_sequences(config.seqrec)
     task = SeqRecTask(config, data, output)
-    engine = Engine(config, output, task, resume=resume)
-    if not resume and output.exists() and any(output.iterdir()):
-        engine.prepare()  # refuses a folder that holds a run
-    result = engine.fit()
-    summary = {
+    header = {
         "dataset": config.seqrec.dataset,
         "method": config.seqrec.method,
         "data": data.summary(),
         "semantic": task.semantic_kind,
-        **{k: v for k, v in result.items() if not isinstance(v, dict)},
-        "total_seconds": round(time.perf_counter() - started, 1),
     }
-    if engine.is_main:
-        atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
-        atomic_write_text(output / "results.md", metrics_table([summary]) + "\n")
-        if echo:
-            print(metrics_table([summary]))
-    return summary
+    return fit_and_summarize(
+        config,
+        output,
+        task,
+        header=header,
+        table=metrics_table,
+        started=started,
+        resume=resume,
+        echo=echo,
+    )
 
 
 def metrics_table(rows: list[dict[str, Any]]) -> str:
