@@ -119,6 +119,11 @@ def _default_output(config: RunConfig) -> Path:
         graph = config.graphnode
         dataset = graph.name if graph.dataset == "file" else graph.dataset
         return Path("runs") / f"{dataset}-{graph.method}-{stamp}"
+    if config.recipe == "multimodal":
+        mm = config.multimodal
+        return Path("runs") / f"{mm.dataset}-{mm.objective}-{stamp}"
+    if config.recipe == "text":
+        return Path("runs") / f"stsb-{config.text.method}-{config.loss.name}-{stamp}"
     return Path("runs") / f"{config.data.name}-{config.loss.name}-v{config.views.views}-{stamp}"
 
 
@@ -146,6 +151,14 @@ def _train_command(args: argparse.Namespace) -> int:
         from contrastkit.recipes.graph_nodes import run_graph_node_training
 
         run_graph_node_training(config, output, resume=args.resume)
+    elif config.recipe == "multimodal":
+        from contrastkit.recipes.multimodal import run_multimodal_training
+
+        run_multimodal_training(config, output, resume=args.resume)
+    elif config.recipe == "text":
+        from contrastkit.recipes.text import run_text_training
+
+        run_text_training(config, output, resume=args.resume)
     else:
         run_image_training(config, output, resume=args.resume)
     return 0

@@ -69,6 +69,7 @@ CASES: tuple[LossCase, ...] = (
     LossCase("cwcl", max_views=2, settings=({}, {"symmetric": False})),
     LossCase("soft_supcon", min_views=1, extras=_scores),
     LossCase("siglip", settings=({}, {"bias": 0.5})),
+    LossCase("simcse"),
     LossCase(
         "soft_contrastive",
         max_views=2,

@@ -397,6 +397,17 @@ def ref_siglip(z, *, temperature=0.1, bias=-10.0, normalize=True, reduction="mea
     return reduce(out, reduction)
 
 
+def ref_simcse(z, *, temperature=0.05, normalize=True, reduction="mean"):
+    """Contract: simcse (anchors view 0, positive view 1, hard negatives views 2..)."""
+    zh = rows(z, normalize)
+    N, V = len(zh), len(zh[0])
+    out = []
+    for i in range(N):
+        candidates = [dot(zh[i][0], zh[j][v]) / temperature for v in range(1, V) for j in range(N)]
+        out.append(lse(candidates) - dot(zh[i][0], zh[i][1]) / temperature)
+    return reduce(out, reduction)
+
+
 def t_kernel(d, sigma, nu):
     """k_nu(d, sigma) = C(nu)^2 * 2 * 3.14 * (1 + (d/sigma)/nu)^(-(nu+1))."""
     C = math.exp(math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2)) / math.sqrt(nu * math.pi)

@@ -8,7 +8,9 @@ and :class:`ScoreHistory` (positive/negative cosine histograms over training), a
 :func:`plot_metric_curves`. Plotting imports matplotlib lazily. Ranking (``ranking.py``):
 :func:`full_ranking_metrics` (HR@k, NDCG@k, MRR of one target per user over all items) and
 :func:`evaluate_in_chunks`; several held-out items per user: :func:`recall_ndcg_at_k` (Recall@k,
-NDCG@k as in LightGCN) and :func:`recall_ndcg_in_chunks`.
+NDCG@k as in LightGCN) and :func:`recall_ndcg_in_chunks`. Retrieval (``retrieval.py``):
+:func:`cross_modal_recall` (Recall@k of cross-modal retrieval, pessimistic ties),
+:func:`retrieval_ranks`, :func:`zero_shot_accuracy` and :func:`zero_shot_predict`.
 """
 
 from contrastkit.eval.diagnostics import (
@@ -28,11 +30,18 @@ from contrastkit.eval.ranking import (
     recall_ndcg_at_k,
     recall_ndcg_in_chunks,
 )
+from contrastkit.eval.retrieval import (
+    cross_modal_recall,
+    retrieval_ranks,
+    zero_shot_accuracy,
+    zero_shot_predict,
+)
 
 __all__ = [
     "ProbeResult",
     "ScoreHistory",
     "alignment_metric",
+    "cross_modal_recall",
     "effective_rank",
     "evaluate_in_chunks",
     "full_ranking_metrics",
@@ -42,7 +51,10 @@ __all__ = [
     "plot_metric_curves",
     "recall_ndcg_at_k",
     "recall_ndcg_in_chunks",
+    "retrieval_ranks",
     "score_samples",
     "tolerance",
     "uniformity_metric",
+    "zero_shot_accuracy",
+    "zero_shot_predict",
 ]

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.losses.cacr import cacr
-from contrastkit.losses.cwcl import cwcl
+from contrastkit.losses.cwcl import cwcl, cwcl_multimodal
 from contrastkit.losses.decoupled import dcl, dclw, dhel, mv_dhel
 from contrastkit.losses.hypersphere import alignment, kcl, uniformity
 from contrastkit.losses.infonce import hard_info_nce, info_nce, mv_infonce, supcon
@@ -21,6 +21,7 @@ from contrastkit.losses.registry import (
     register,
 )
 from contrastkit.losses.sigmoid import siglip
+from contrastkit.losses.simcse import simcse
 from contrastkit.losses.soft import soft_contrastive, soft_supcon
 
 InfoNCE = register("info_nce", info_nce, "InfoNCE")
@@ -40,6 +41,7 @@ SoftSupCon = register("soft_supcon", soft_supcon, "SoftSupCon")
 SoftContrastive = register("soft_contrastive", soft_contrastive, "SoftContrastive")
 Alignment = register("alignment", alignment, "Alignment")
 Uniformity = register("uniformity", uniformity, "Uniformity")
+SimCSE = register("simcse", simcse, "SimCSE")
 
 
 class _LearnableSigLIP(LossModule):
@@ -83,6 +85,7 @@ __all__ = [
     "LossModule",
     "MVInfoNCE",
     "SigLIP",
+    "SimCSE",
     "SoftContrastive",
     "SoftSupCon",
     "SupCon",
@@ -92,6 +95,7 @@ __all__ = [
     "avg_infonce",
     "cacr",
     "cwcl",
+    "cwcl_multimodal",
     "dcl",
     "dclw",
     "dhel",
@@ -105,6 +109,7 @@ __all__ = [
     "pvc",
     "register",
     "siglip",
+    "simcse",
     "soft_contrastive",
     "soft_supcon",
     "supcon",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -53,3 +54,53 @@ def cwcl(
     )
     per_direction = denominator - weighted_sum / weight_total
     return reduce(per_direction.mean(dim=1), reduction)
+
+
+def cwcl_multimodal(
+    z: Tensor,
+    *,
+    frozen: int = 0,
+    temperature: float | Tensor = 0.07,
+    symmetric: bool = True,
+    normalize: bool = True,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """CWCL for ``M >= 2`` modalities: one frozen modality ``f`` weights every trainable one.
+
+        loss_i = mean_{m != f} cwcl(z[:, [f, m]])_i
+
+    i.e. :func:`cwcl` (pair weights from the frozen modality only, no gradient) between the
+    frozen modality and each trainable modality ``m``, averaged over the ``M - 1`` trainable
+    modalities (the mean, so that ``M = 2`` is exactly :func:`cwcl`; the sum is ``(M - 1)``
+    times it). Trainable modalities are not contrasted with each other: they meet only through
+    the frozen space.
+
+    Args:
+        z: ``[N, M, D]``, ``M >= 2``; ``z[:, frozen]`` is the frozen (teacher) modality.
+        frozen: index of the frozen modality (default 0).
+        temperature, symmetric, normalize, reduction: as :func:`cwcl` (default 0.07, True).
+
+    Reference: Srinivasa et al., "CWCL: Cross-Modal Transfer with Continuously Weighted
+    Contrastive Loss", NeurIPS 2023 (two modalities; the mean over trainable modalities is ours).
+    """
+    check_reduction(reduction, loss="cwcl_multimodal")
+    if not isinstance(z, Tensor) or z.dim() != 3:
+        shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"cwcl_multimodal: z must have shape [N, M, D]; got {shape}")
+    m = z.shape[1]
+    if m < 2:
+        raise ValueError(f"cwcl_multimodal: z must hold M >= 2 modalities; got M={m}")
+    if isinstance(frozen, bool) or not isinstance(frozen, int) or not 0 <= frozen < m:
+        raise ValueError(f"cwcl_multimodal: frozen must be an int in [0, {m}); got {frozen!r}")
+    per_modality = [
+        cwcl(
+            z[:, [frozen, other]],
+            temperature=temperature,
+            symmetric=symmetric,
+            normalize=normalize,
+            reduction=reduction,
+        )
+        for other in range(m)
+        if other != frozen
+    ]
+    return torch.stack(per_modality).mean(dim=0)

