@@ -125,3 +125,12 @@ def test_coherence_is_mean_continuation_log_likelihood():
         coherence(model, prompts, conts[:1])
     with pytest.raises(ValueError, match="at least one token"):
         coherence(model, [[1], []], conts)
+
+
+def test_trailing_padding_is_not_counted_as_repetition():
+    padded = torch.tensor([[5, 6, 7, 0, 0, 0, 0], [1, 2, 1, 2, 1, 2, 0]])
+    # row 0: 5 6 7 -> rep-2 0; row 1: 1 2 1 2 1 2 -> 60; mean 30
+    assert rep_n(padded, 2, pad_token_id=0) == pytest.approx(30.0)
+    assert rep_n(padded, 2) > 30.0  # the zeros repeat when counted
+    reps = repetition_and_diversity([[5, 6, 7, 8, 0, 0]], pad_token_id=0)
+    assert reps["rep-2"] == 0.0 and reps["diversity"] == 1.0

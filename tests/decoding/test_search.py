@@ -295,3 +295,31 @@ def test_prompt_checks(model, prompts):
         top_p_sampling(model, ids, mask, top_p=1.2)
     with pytest.raises(TypeError, match=r"generator must be a torch\.Generator"):
         top_p_sampling(model, ids, mask, generator=0)
+
+
+class _OnlyAllowed(torch.nn.Module):
+    """Wraps a causal LM and sets every logit but ``allowed`` to -inf (p = 0)."""
+
+    def __init__(self, model, allowed: list[int]) -> None:
+        super().__init__()
+        self.inner = model
+        self.banned = torch.ones(model.config.vocab_size, dtype=torch.bool)
+        self.banned[allowed] = False
+
+    def forward(self, *args, **kwargs):
+        out = self.inner(*args, **kwargs)
+        out.logits[..., self.banned] = float("-inf")
+        return out
+
+
+def test_tokens_with_zero_probability_never_win_on_their_penalty(model):
+    allowed = [5, 9]
+    wrapped = _OnlyAllowed(model, allowed)
+    prompt = torch.tensor([[5, 6, 7, 8]])
+    vocab = model.config.vocab_size
+    # alpha = 1: the score is minus the penalty alone, so without the rule one of the many
+    # p = 0 tokens (the one least similar to the history) would win
+    out = contrastive_search(wrapped, prompt, alpha=1.0, k=vocab, max_new_tokens=6)
+    assert set(out.tolist()[0]) <= set(allowed)
+    ref = contrastive_search_reference(wrapped, prompt, alpha=1.0, k=vocab, max_new_tokens=6)
+    assert torch.equal(out, ref)

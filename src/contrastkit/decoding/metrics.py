@@ -39,13 +39,13 @@ __all__ = [
 ]
 
 
-def _token_lists(texts: object, fn: str) -> list[list[int]]:
+def _token_lists(texts: object, fn: str, pad_token_id: int | None = None) -> list[list[int]]:
     if isinstance(texts, Tensor):
         if texts.dim() != 2:
             raise ValueError(
                 f"{fn}: texts as a tensor must have shape [N, T]; got {tuple(texts.shape)}"
             )
-        return texts.tolist()
+        return _strip_padding(texts.tolist(), pad_token_id)
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
         raise TypeError(
             f"{fn}: texts must be a sequence of token lists; got {type(texts).__name__}"
@@ -61,6 +61,20 @@ def _token_lists(texts: object, fn: str) -> list[list[int]]:
         out.append(list(text))
     if not out:
         raise ValueError(f"{fn}: texts must hold at least one token list")
+    return _strip_padding(out, pad_token_id)
+
+
+def _strip_padding(texts: list[list[int]], pad_token_id: int | None) -> list[list[int]]:
+    """Drop each text's trailing ``pad_token_id`` tokens (the decoders pad rows that stopped at
+    eos), so that padding is not counted as repetition."""
+    if pad_token_id is None:
+        return texts
+    out = []
+    for text in texts:
+        end = len(text)
+        while end > 0 and text[end - 1] == pad_token_id:
+            end -= 1
+        out.append(text[:end])
     return out
 
 
@@ -74,6 +88,7 @@ def rep_n(
     n: int,
     *,
     reduction: Literal["mean", "pooled"] = "mean",
+    pad_token_id: int | None = None,
 ) -> float:
     """``rep-n`` in percent (definition and reductions in the module docstring).
 
@@ -81,6 +96,8 @@ def rep_n(
         texts: ``N`` token lists (or an ``[N, T]`` tensor).
         n: n-gram order, >= 1.
         reduction: ``"mean"`` over texts (default) or ``"pooled"`` counts (SimCTG's script).
+        pad_token_id: if given, each text's trailing tokens equal to it are dropped first (the
+            padding the decoders put after ``eos``).
 
     Example: ``[1, 2, 1, 2, 1, 2]`` has five 2-grams, two unique: rep-2 = 100·(1 − 2/5) = 60.
     """
@@ -89,7 +106,7 @@ def rep_n(
         raise ValueError(f"{fn}: n must be an int >= 1; got {n!r}")
     if reduction not in ("mean", "pooled"):
         raise ValueError(f"{fn}: reduction must be 'mean' or 'pooled'; got {reduction!r}")
-    counts = [_counts(t, n) for t in _token_lists(texts, fn)]
+    counts = [_counts(t, n) for t in _token_lists(texts, fn, pad_token_id)]
     counts = [(u, t) for u, t in counts if t > 0]
     if not counts:
         raise ValueError(f"{fn}: no text in texts has {n} or more tokens")
@@ -107,9 +124,13 @@ def repetition_and_diversity(
     texts: Sequence[Sequence[int]] | Tensor,
     *,
     reduction: Literal["mean", "pooled"] = "mean",
+    pad_token_id: int | None = None,
 ) -> dict[str, float]:
     """``{"rep-2", "rep-3", "rep-4", "diversity"}`` of ``texts`` (see :func:`rep_n`)."""
-    reps = {f"rep-{n}": rep_n(texts, n, reduction=reduction) for n in (2, 3, 4)}
+    reps = {
+        f"rep-{n}": rep_n(texts, n, reduction=reduction, pad_token_id=pad_token_id)
+        for n in (2, 3, 4)
+    }
     reps["diversity"] = diversity(reps["rep-2"], reps["rep-3"], reps["rep-4"])
     return reps
 

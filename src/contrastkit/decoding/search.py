@@ -421,6 +421,8 @@ def contrastive_search(
         cos = cos.masked_fill(~valid[:, None, :T], float("-inf"))
         penalty = cos.max(dim=-1).values  # [B, k]
         score = (1.0 - alpha) * top_p - alpha * penalty
+        # a token the model rules out (p = 0, e.g. a -inf logit) never wins on its penalty
+        score = score.masked_fill(top_p == 0, float("-inf"))
         best = score.argmax(dim=-1)  # [B]
         token = stop.apply(top_ids[rows, best])
         out[:, step] = token
@@ -481,7 +483,8 @@ def contrastive_search_reference(
                 _, hidden = run([*prefix, v])
                 h_v = hidden[-1]
                 penalty = max(F.cosine_similarity(h_v, h_j, dim=0).item() for h_j in context)
-                scores.append((1.0 - alpha) * p_v - alpha * penalty)
+                score = (1.0 - alpha) * p_v - alpha * penalty
+                scores.append(score if p_v > 0 else float("-inf"))
             token = top_ids[max(range(k), key=lambda i: scores[i])].item()
             generated.append(token)
             prefix.append(token)
