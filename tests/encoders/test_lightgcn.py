@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from contrastkit.data.graphs import InteractionGraph
-from contrastkit.encoders.lightgcn import LightGCN, bpr_loss, ego_l2_loss
+from contrastkit.encoders.lightgcn import (
+    LightGCN,
+    bpr_loss,
+    ego_l2_loss,
+    symmetric_sparse_matmul,
+    to_csr,
+)
 
 U, I = 4, 5
 TRAIN = [[0, 1], [1, 2, 4], [], [0, 4]]  # user 2 and item 3 have degree 0
@@ -191,3 +197,36 @@ def test_ego_l2_equals_lightgcn_formula() -> None:
     assert torch.equal(ego_l2_loss(table_u, table_i, u, pos, neg), got)
     got.backward()
     assert model.user_embedding.weight.grad is not None
+
+
+def test_symmetric_sparse_matmul_matches_torch_sparse_mm_in_values_and_gradients() -> None:
+    adj = _graph().normalized_adjacency().double()
+    for matrix in (adj, to_csr(adj)):
+        x = torch.randn(U + I, 3, dtype=torch.float64, requires_grad=True)
+        upstream = torch.randn(U + I, 3, dtype=torch.float64)
+        (symmetric_sparse_matmul(matrix, x) * upstream).sum().backward()
+        ours = x.grad.clone()
+        x.grad = None
+        (torch.sparse.mm(adj, x) * upstream).sum().backward()
+        torch.testing.assert_close(ours, x.grad, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            symmetric_sparse_matmul(matrix, x), torch.sparse.mm(adj, x), rtol=1e-12, atol=1e-12
+        )
+
+
+def test_symmetric_propagation_equals_the_plain_one_and_needs_a_symmetric_matrix() -> None:
+    model = _model()
+    adj = _graph().normalized_adjacency()
+    plain = torch.cat(model.propagate(adj))
+    (plain**2).sum().backward()
+    plain_grad = model.user_embedding.weight.grad.clone()
+    model.zero_grad()
+    fast = torch.cat(model.propagate(to_csr(adj), symmetric=True))
+    (fast**2).sum().backward()
+    torch.testing.assert_close(fast, plain)
+    torch.testing.assert_close(model.user_embedding.weight.grad, plain_grad)
+    # the backward uses the matrix itself: with a non-symmetric matrix the gradient differs
+    skew = torch.triu(adj.to_dense()).to_sparse()
+    x = torch.randn(U + I, 2, requires_grad=True)
+    symmetric_sparse_matmul(skew, x).sum().backward()
+    assert not torch.allclose(x.grad, skew.to_dense().T @ torch.ones(U + I, 2))

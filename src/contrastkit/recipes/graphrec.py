@@ -82,7 +82,7 @@ from contrastkit import losses as loss_lib
 from contrastkit.core import core_backend, local_anchors
 from contrastkit.data.graphs import InteractionGraph, load_lightgcn_dataset
 from contrastkit.data.images import data_root
-from contrastkit.encoders.lightgcn import LightGCN, bpr_loss
+from contrastkit.encoders.lightgcn import LightGCN, bpr_loss, to_csr
 from contrastkit.eval.ranking import recall_ndcg_in_chunks
 from contrastkit.losses.registry import positional_inputs
 from contrastkit.recipes.reporting import fit_and_summarize
@@ -181,6 +181,8 @@ class GraphRecTask:
         self.edge_users, self.edge_items = graph.edge_index()
         self.sampler = NegativeSampler(graph)
         self.adj = graph.normalized_adjacency()
+        # the same symmetric matrix in CSR: what the LightGCN passes propagate on (fast backward)
+        self.adj_csr = to_csr(self.adj)
         self.exclude = graph.train_mask()
         self.svd: tuple[Tensor, ...] | None = None
         if cfg.method == "lightgcl":
@@ -227,6 +229,7 @@ class GraphRecTask:
         """Move the graph tensors (not the model: the engine moves it) to ``device``."""
         self.device = torch.device(device)
         self.adj = self.adj.to(self.device)
+        self.adj_csr = self.adj_csr.to(self.device)
         self.views = [v.to(self.device) for v in self.views]
         if self.svd is not None:
             self.svd = tuple(t.to(self.device) for t in self.svd)
@@ -260,9 +263,9 @@ class GraphRecTask:
         if cfg.method == "lightgcl":
             return self._lightgcl_step(users, pos, neg)
         if cfg.method == "simgcl":
-            users_emb, items_emb = model(self.adj, include_ego=False)
+            users_emb, items_emb = model(self.adj_csr, include_ego=False, symmetric=True)
         else:
-            users_emb, items_emb = model(self.adj)
+            users_emb, items_emb = model(self.adj_csr, symmetric=True)
         bpr = bpr_loss(users_emb, items_emb, users, pos, neg)
         reg = self.model.reg_loss(users, pos, neg)
         loss = bpr + cfg.reg_weight * reg
@@ -272,10 +275,11 @@ class GraphRecTask:
         if cfg.method == "sgl":
             if len(self.views) != 2:
                 raise RuntimeError("sgl: epoch_order(...) draws the views; it was not called")
-            first, second = model(self.views[0]), model(self.views[1])
+            first = model(self.views[0], symmetric=True)
+            second = model(self.views[1], symmetric=True)
         else:  # simgcl
-            first = model(self.adj, cfg.noise_eps)
-            second = model(self.adj, cfg.noise_eps)
+            first = model(self.adj_csr, cfg.noise_eps, symmetric=True)
+            second = model(self.adj_csr, cfg.noise_eps, symmetric=True)
         cl = self.contrastive(first[0], second[0], users) + self.contrastive(
             first[1], second[1], pos
         )
@@ -290,7 +294,7 @@ class GraphRecTask:
         keep = int(n * (1.0 - self.cfg.edge_dropout))
         mask = torch.zeros(n, dtype=torch.bool)
         mask[torch.randperm(n, generator=generator)[:keep]] = True
-        return self.graph.normalized_adjacency(mask).to(self.device)
+        return to_csr(self.graph.normalized_adjacency(mask)).to(self.device)
 
     def _anchors(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """The distinct anchor nodes of a batch and their weights in the mean: their share of
@@ -401,7 +405,9 @@ class GraphRecTask:
         if self.cfg.method == "lightgcl":
             e_users, e_items, _, _ = self.lightgcl_views(0.0)
             return e_users, e_items
-        return self.model.propagate(self.adj, include_ego=self.cfg.method != "simgcl")
+        return self.model.propagate(
+            self.adj_csr, include_ego=self.cfg.method != "simgcl", symmetric=True
+        )
 
     @torch.no_grad()
     def ranking_metrics(self) -> dict[str, float]:
