@@ -84,9 +84,12 @@ def test_malformed_u_genre_and_missing_files(tmp_path):
 
 
 def test_a_rated_movie_without_a_u_item_line_is_an_error(tmp_path):
+    # raised by read_movielens_100k (load_movielens_items has no check of its own: both read
+    # the same u.item), naming u.data and the line of the rating
     folder = _write(tmp_path, data=RATINGS + "1\t7\t3\t60\n")
-    with pytest.raises(DataFormatError, match="item 7"):
+    with pytest.raises(DataFormatError, match="item 7") as info:
         load_movielens_items(folder)
+    assert "u.data" in str(info.value)
 
 
 def test_the_shared_ml_100k_items():

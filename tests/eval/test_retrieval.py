@@ -14,6 +14,7 @@ from contrastkit.eval import (
     zero_shot_accuracy,
     zero_shot_predict,
 )
+from contrastkit.eval.retrieval import random_ranking_recall
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -116,3 +117,53 @@ def test_zero_shot_by_hand():
         zero_shot_accuracy(x, classes, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="same D"):
         zero_shot_predict(x, torch.ones(3, 3))
+
+
+def test_bad_chunk_and_zero_shot_labels():
+    for chunk in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="chunk"):
+            retrieval_ranks(torch.ones(2, 2), torch.ones(2, 2), chunk=chunk)
+    classes = torch.eye(3)
+    x = torch.eye(3)
+    for labels in (torch.tensor([0.0, 1.0, 2.0]), torch.tensor([True, False, True])):
+        with pytest.raises(TypeError, match="integer"):
+            zero_shot_accuracy(x, classes, labels)
+    for labels in (torch.tensor([0, 1, 3]), torch.tensor([-1, 1, 2])):
+        with pytest.raises(ValueError, match=r"class ids in \[0, 3\)"):
+            zero_shot_accuracy(x, classes, labels)
+
+
+def test_random_ranking_recall_without_ties_is_k_over_m():
+    gallery = torch.randn(9, 4, generator=torch.Generator().manual_seed(0))
+    got = random_ranking_recall(gallery, (1, 5, 10))
+    assert got == pytest.approx({"R@1": 1 / 9, "R@5": 5 / 9, "R@10": 1.0})
+
+
+def test_random_ranking_recall_with_ties_by_hand():
+    # groups of sizes 2 and 1: rows 0, 1 identical, row 2 alone
+    gallery = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # a target in the pair: rank 2 if its group is first (1/2), 3 else -> R@1 = 0, R@2 = 1/2;
+    # the single row: rank 1 (1/2) or 3 -> R@1 = R@2 = 1/2. Mean over the three targets:
+    got = random_ranking_recall(gallery, (1, 2, 3))
+    assert got == pytest.approx({"R@1": 1 / 6, "R@2": 1 / 2, "R@3": 1.0})
+    only_pair = random_ranking_recall(gallery, (1, 2), targets=torch.tensor([0, 1]))
+    assert only_pair == pytest.approx({"R@1": 0.0, "R@2": 0.5})
+
+
+def test_random_ranking_recall_matches_a_monte_carlo_random_scorer():
+    # the exact value against 20,000 random scorers (seed 0): identical rows share a score
+    rows = [[0, 1], [0, 1], [1, 0], [1, 1], [2, 1], [2, 1], [2, 1], [3, 1], [4, 1], [0, 1]]
+    gallery = torch.tensor(rows, dtype=torch.float64)
+    ks = (1, 2, 3, 5, 8)
+    exact = random_ranking_recall(gallery, ks)
+    _, group = torch.unique(gallery, dim=0, return_inverse=True)
+    g = torch.Generator().manual_seed(0)
+    trials = 20_000
+    scores = torch.rand(trials, int(group.max()) + 1, generator=g)[:, group]  # [T, m]
+    target = torch.randint(0, len(rows), (trials,), generator=g)
+    own = scores.gather(1, target[:, None])
+    rank = (scores >= own).sum(dim=1)
+    for k in ks:
+        estimate = float((rank <= k).double().mean())
+        assert abs(estimate - exact[f"R@{k}"]) < 0.015, k
+    assert exact["R@1"] < 1 / len(rows)  # the ties push chance below k / m

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import contrastkit.losses as L
 from contrastkit import cli
+from contrastkit.eval.retrieval import random_ranking_recall
 from contrastkit.recipes import multimodal
 from contrastkit.train.config import ConfigError, config_difference, load_config
 
@@ -169,7 +171,10 @@ def test_each_objective_trains_on_movielens_and_reports_recall(tmp_path, moviele
         values = [summary[f"{a}->{b}/R@{k}"] for a, b in pairs]
         assert all(0.0 <= v <= 1.0 for v in values)
         assert summary[f"R@{k}"] == pytest.approx(sum(values) / len(values))
-        assert summary["chance"][f"R@{k}"] == pytest.approx(k / 9)
+        # chance depends on the gallery's duplicate rows (pessimistic ties), not just k / 9
+        chances = [summary["chance"][f"{a}->{b}/R@{k}"] for a, b in pairs]
+        assert summary["chance"][f"R@{k}"] == pytest.approx(sum(chances) / len(chances))
+        assert all(0.0 < c <= min(k, 9) / 9 + 1e-12 for c in chances)
     assert summary["R@1"] <= summary["R@5"] <= summary["R@10"]
     records = _records(run)
     assert [r["epoch"] for r in records] == [1, 2, 3]
@@ -189,6 +194,45 @@ def test_clip_learns_the_tiny_movielens_topics(tmp_path):
     assert summary["R@5"] > 2.5 * summary["chance"]["R@5"]  # seeds 0..3: 3.0-3.3x
     losses = [r["loss"] for r in _records(tmp_path / "run")]
     assert sum(losses[-3:]) < sum(losses[:3])
+
+
+def test_the_chance_line_is_the_random_scorer_under_ties_per_pair(movielens_dir):
+    data = multimodal.MovieLensData(_movielens(movielens_dir).multimodal)
+    chance = data.chance()
+    names = data.names
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            expected = random_ranking_recall(data.test_inputs(b), multimodal.RECALL_KS)
+            for key, value in expected.items():
+                assert chance[f"{a}->{b}/{key}"] == pytest.approx(value)
+    # the tiny genres gallery has duplicate rows: its chance is below k / m
+    genres = random_ranking_recall(data.test_inputs("genres"), (1,))["R@1"]
+    assert torch.unique(data.test_inputs("genres"), dim=0).shape[0] < 9
+    assert genres < 1 / 9
+
+
+def test_cwcl_teacher_is_the_frozen_modality_when_it_is_not_first(movielens_dir):
+    config = _movielens(movielens_dir, "cwcl", "multimodal.modalities=[genres, title, ratings]")
+    data = multimodal.MovieLensData(config.multimodal)
+    task = multimodal.MultimodalTask(config, data)
+    assert task.names == ["genres", "title", "ratings"] and task.frozen_index == 1
+    indices = torch.arange(12)
+    torch.manual_seed(0)
+    loss, _ = task.training_step(task.model, indices)
+    inputs = {name: data.train_inputs(name, indices) for name in task.names}
+    out = task.model(inputs)  # BatchNorm in training mode: the same batch statistics
+    torch.testing.assert_close(out["title"], F.normalize(inputs["title"], dim=-1))
+    expected = (
+        L.cwcl(torch.stack([out["title"], out["genres"]], dim=1), temperature=0.07)
+        + L.cwcl(torch.stack([out["title"], out["ratings"]], dim=1), temperature=0.07)
+    ) / 2
+    torch.testing.assert_close(loss, expected)
+    wrong = L.cwcl_multimodal(
+        torch.stack([out[n] for n in task.names], dim=1), frozen=0, temperature=0.07
+    )
+    assert abs(float(wrong.detach()) - float(expected.detach())) > 1e-4  # tells them apart
 
 
 def test_the_ceiling_counts_duplicate_gallery_vectors_against_the_query(movielens_dir):
@@ -350,7 +394,8 @@ def test_the_shipped_configs_load_and_differ_only_by_objective():
         assert config.multimodal.dataset == dataset and config.multimodal.objective == objective
         allowed = {"multimodal.objective"}
         if objective == "siglip":
-            allowed |= {"multimodal.temperature"}
+            allowed |= {"multimodal.temperature", "multimodal.learnable_temperature"}
+            assert config.multimodal.learnable_temperature  # SigLIP learns tau and the bias
         assert set(config_difference(base[dataset], config)) <= allowed, path.name
 
 
@@ -377,6 +422,8 @@ def test_the_shipped_configs_load_and_differ_only_by_objective():
         (["multimodal.intra_weight=-1"], "intra_weight"),
         (["multimodal.test_fraction=1.0"], "test_fraction"),
         (["multimodal.embeddim=8"], "did you mean multimodal.embed_dim"),
+        (["multimodal.siglip_bias=.nan"], "siglip_bias must be a finite"),
+        (["multimodal.siglip_bias=-.inf"], "siglip_bias must be a finite"),
     ],
 )
 def test_bad_configs_are_refused(overrides, match):

@@ -147,7 +147,8 @@ def load_movielens_items(directory: PathLike) -> MovieLensItems:
     """:func:`read_movielens_items` plus ``interactions``: the item-by-user 0/1 matrix of
     ``u.data`` (every rating is an interaction; users in increasing id).
 
-    Raises :class:`DataFormatError` for a rated movie id without a ``u.item`` line.
+    Raises :class:`DataFormatError` for a rated movie id without a ``u.item`` line (the check
+    of :func:`~contrastkit.data.sequences.read_movielens_100k`, which reads the same ``u.item``).
     """
     directory = Path(directory)
     items = read_movielens_items(directory)
@@ -157,13 +158,8 @@ def load_movielens_items(directory: PathLike) -> MovieLensItems:
     matrix = torch.zeros(items.num_items, ratings.num_users, dtype=torch.float32)
     for user, sequence in enumerate(ratings.sequences):
         movies = sequence if original is None else original[sequence]
-        rows = []
-        for movie in np.unique(movies).tolist():
-            if movie not in row_of:
-                raise DataFormatError(
-                    directory / "u.data", f"movie id {movie} has no line in {directory / 'u.item'}"
-                )
-            rows.append(row_of[movie])
+        # every rated movie has a u.item line: read_movielens_100k checks it
+        rows = [row_of[movie] for movie in np.unique(movies).tolist()]
         matrix[rows, user] = 1.0
     return MovieLensItems(
         movie_ids=items.movie_ids,

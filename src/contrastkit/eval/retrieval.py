@@ -3,6 +3,8 @@
 - :func:`retrieval_ranks` / :func:`cross_modal_recall`: query ``i`` of one modality retrieves
   its own item ``targets[i]`` (default ``i``) among every gallery row of another modality, by
   cosine similarity; Recall@k is the share of queries whose item is within the top ``k``.
+- :func:`random_ranking_recall`: the expected Recall@k of a random scorer (chance level) under
+  the same pessimistic tie rule, from the gallery's groups of identical rows.
 - :func:`zero_shot_predict` / :func:`zero_shot_accuracy`: CLIP-style zero-shot classification,
   the class whose embedding (e.g. the mean text embedding of its descriptions) is the most
   similar to the input's embedding.
@@ -14,13 +16,20 @@ same genres) count against the query, never for it. Scores are computed in float
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["cross_modal_recall", "retrieval_ranks", "zero_shot_accuracy", "zero_shot_predict"]
+__all__ = [
+    "cross_modal_recall",
+    "random_ranking_recall",
+    "retrieval_ranks",
+    "zero_shot_accuracy",
+    "zero_shot_predict",
+]
 
 
 def _matrix(x: object, *, name: str, fn: str) -> Tensor:
@@ -90,6 +99,8 @@ def retrieval_ranks(
         raise ValueError(f"{fn}: targets must index the gallery (0 <= t < {m})")
     if not atol >= 0:
         raise ValueError(f"{fn}: atol must be >= 0; got {atol}")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"{fn}: chunk must be an int >= 1; got {chunk!r}")
     q, g = query.to(torch.float64), gallery.to(torch.float64)
     if normalize:
         q, g = F.normalize(q, dim=-1), F.normalize(g, dim=-1)
@@ -119,11 +130,78 @@ def cross_modal_recall(
     Query ``i`` (one modality) retrieves its item among all ``m`` gallery rows (another
     modality); with one relevant item per query, Recall@k = HitRate@k. Ranks by
     :func:`retrieval_ranks` (cosine, float64, pessimistic ties: duplicates of the target in the
-    gallery count against the query). Chance level: ``k / m``.
+    gallery count against the query). Chance level: ``k / m`` only when the gallery has no
+    duplicate rows; in general :func:`random_ranking_recall`.
     """
     ks = _check_ks(ks, "cross_modal_recall")
     ranks = retrieval_ranks(query, gallery, targets=targets, normalize=normalize, atol=atol)
     return {f"R@{k}": float((ranks <= k).to(torch.float64).mean()) for k in ks}
+
+
+def random_ranking_recall(
+    gallery: Tensor, ks: Sequence[int] = (1, 5, 10), *, targets: Tensor | None = None
+) -> dict[str, float]:
+    """Chance level of :func:`cross_modal_recall`: the exact expected Recall@k of a scorer that
+    ranks the gallery uniformly at random, under the pessimistic tie rule.
+
+    A scorer (a model, or a random one) gives identical gallery rows identical scores, so the
+    gallery falls into ``G`` groups of identical rows; a random scorer orders the groups
+    uniformly at random and the target's rank is the total size of the groups above its own
+    plus its own group's size ``s`` (the duplicates tie against it). With the target's group at
+    position ``j + 1`` (probability ``1/G``) the ``j`` groups above are a uniform ``j``-subset
+    of the other ``G - 1``, so
+
+        P(rank <= k) = 1/G * sum_j #{j-subsets of the other groups of total size <= k - s}
+                             / C(G - 1, j)
+
+    (subsets counted exactly by dynamic programming over the group sizes). Recall@k is the mean
+    over the queries' targets (``targets``: ``[n]`` gallery indices, default every row once).
+    Without duplicates it is ``min(k, m) / m``.
+    """
+    fn = "random_ranking_recall"
+    ks = _check_ks(ks, fn)
+    gallery = _matrix(gallery, name="gallery", fn=fn)
+    m = gallery.shape[0]
+    _, group = torch.unique(gallery.detach().cpu(), dim=0, return_inverse=True)
+    sizes = torch.bincount(group).tolist()
+    if targets is None:
+        targets = torch.arange(m)
+    if not isinstance(targets, Tensor) or targets.dim() != 1 or targets.is_floating_point():
+        raise ValueError(f"{fn}: targets must be an integer tensor of shape [n]")
+    if targets.dtype == torch.bool or bool((targets < 0).any()) or bool((targets >= m).any()):
+        raise ValueError(f"{fn}: targets must index the gallery (0 <= t < {m})")
+    top = max(ks)
+    num_groups = len(sizes)
+    cache: dict[int, list[float]] = {}
+
+    def hit(s: int) -> list[float]:
+        # [P(rank <= k) for k in 0..top] for a target in a group of size s
+        if s not in cache:
+            others = list(sizes)
+            others.remove(s)
+            # count[j][w]: j-subsets of the other groups with total size w (w <= top)
+            count = [[0] * (top + 1) for _ in range(num_groups)]
+            count[0][0] = 1
+            for size in others:
+                if size > top:
+                    continue
+                for j in range(num_groups - 1, 0, -1):
+                    row, prev = count[j], count[j - 1]
+                    for w in range(top, size - 1, -1):
+                        row[w] += prev[w - size]
+            probs = []
+            for k in range(top + 1):
+                total = 0.0
+                for j in range(num_groups):
+                    within = sum(count[j][: max(k - s, -1) + 1])
+                    if within:
+                        total += within / math.comb(num_groups - 1, j)
+                probs.append(total / num_groups)
+            cache[s] = probs
+        return cache[s]
+
+    per_target = [hit(sizes[g]) for g in group[targets.cpu()].tolist()]
+    return {f"R@{k}": sum(p[min(k, top)] for p in per_target) / len(per_target) for k in ks}
 
 
 def zero_shot_predict(
@@ -153,5 +231,13 @@ def zero_shot_accuracy(
         raise ValueError(
             f"zero_shot_accuracy: labels must have shape [{predictions.shape[0]}]; got "
             f"{getattr(labels, 'shape', type(labels).__name__)}"
+        )
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"zero_shot_accuracy: labels must be an integer tensor; got {labels.dtype}")
+    num_classes = class_embeddings.shape[0]
+    if bool((labels < 0).any()) or bool((labels >= num_classes).any()):
+        raise ValueError(
+            f"zero_shot_accuracy: labels must be class ids in [0, {num_classes}); got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
         )
     return float((predictions == labels.to(predictions.device)).to(torch.float64).mean())

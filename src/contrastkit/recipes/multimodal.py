@@ -63,7 +63,11 @@ from contrastkit import losses as loss_lib
 from contrastkit.data.images import FASHION_MNIST_CLASSES, data_root, load_fashion_mnist
 from contrastkit.data.movielens import load_movielens_items
 from contrastkit.encoders import ProjectionHead, SmallCNN
-from contrastkit.eval.retrieval import cross_modal_recall, zero_shot_accuracy
+from contrastkit.eval.retrieval import (
+    cross_modal_recall,
+    random_ranking_recall,
+    zero_shot_accuracy,
+)
 from contrastkit.recipes.reporting import fit_and_summarize
 from contrastkit.train.config import MultimodalConfig, RunConfig
 
@@ -257,6 +261,24 @@ class MovieLensData:
             x = self.test_inputs(name)
             for key, value in cross_modal_recall(x, x, RECALL_KS).items():
                 out[f"{name}/{key}"] = value
+        return out
+
+    def chance(self) -> dict[str, float]:
+        """Expected Recall@k of a random scorer under pessimistic ties
+        (:func:`~contrastkit.eval.retrieval.random_ranking_recall`) for every ordered pair
+        ``a->b`` (it depends on the gallery ``b`` only: its groups of identical held-out rows,
+        e.g. movies with the same genres) and the mean over pairs ``R@k``."""
+        per_gallery = {
+            name: random_ranking_recall(self.test_inputs(name), RECALL_KS) for name in self.names
+        }
+        pairs = [(a, b) for a in self.names for b in self.names if a != b]
+        out = {
+            f"R@{k}": sum(per_gallery[b][f"R@{k}"] for _, b in pairs) / len(pairs)
+            for k in RECALL_KS
+        }
+        for a, b in pairs:
+            for key, value in per_gallery[b].items():
+                out[f"{a}->{b}/{key}"] = value
         return out
 
     def evaluate(self, embed: Callable[[str, Tensor], Tensor]) -> dict[str, float]:
@@ -594,7 +616,7 @@ def run_multimodal_training(
         "data": data.info,
     }
     if isinstance(data, MovieLensData):
-        header["chance"] = {f"R@{k}": k / data.info["test"] for k in RECALL_KS}
+        header["chance"] = data.chance()
         header["ceiling"] = data.ceiling()
     return fit_and_summarize(
         config,

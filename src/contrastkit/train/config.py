@@ -508,6 +508,10 @@ class MultimodalConfig:
                 raise ConfigError(
                     f"config key multimodal.{name} must be > 0; got {getattr(self, name)}"
                 )
+        if not float("-inf") < self.siglip_bias < float("inf"):  # NaN fails too
+            raise ConfigError(
+                f"config key multimodal.siglip_bias must be a finite number; got {self.siglip_bias}"
+            )
         _at_least("multimodal", self, 0, "intra_weight", "intra_noise")
         _at_least("multimodal", self, 1, "embed_dim", "hidden", "layers", "cnn_width")
         _at_least("multimodal", self, 1, "train_limit", "test_limit", "eval_batch")
