@@ -6,8 +6,12 @@ Planetoid split) for several seeds, with the configs in ``configs/graph/``.
     python benchmarks/graph_nodes.py --methods grace --epochs 50
     python benchmarks/graph_nodes.py --collect                # only re-read finished runs
     python benchmarks/graph_nodes.py --set graphnode.pot_variant=sound --tag sound
+    python benchmarks/graph_nodes.py --config-suffix paper    # cora_<method>_paper.yaml
+    python benchmarks/graph_nodes.py --set graphnode.probe_split=random --tag random
 
-Each run trains into ``runs/graph_nodes/<dataset>_<method>[_<tag>][_e<epochs>]_s<seed>`` and
+``--config-suffix S`` reads ``configs/graph/<dataset>_<method>_S.yaml`` instead of
+``<dataset>_<method>.yaml`` (``paper``: GRACE's own Cora setting); ``S`` then leads the tag.
+Each run trains into ``runs/graph_nodes/<dataset>_<method>[_<S>][_<tag>][_e<epochs>]_s<seed>`` and
 resumes there when the folder holds a checkpoint (a killed benchmark continues where it
 stopped; a finished run is only re-read). Writes ``benchmarks/results/graph_nodes.json`` (one
 record per run: dataset, method, seed, metrics, epochs, seconds, device, command) and
@@ -17,7 +21,9 @@ second thread mostly waits).
 
 Metrics: the linear probe's validation and test accuracy of the final weights (``val_acc``,
 ``test_acc``), the probe's L2 strength (chosen on the validation nodes), and the best
-validation accuracy over the evaluations with the test accuracy at that epoch.
+validation accuracy over the evaluations with the test accuracy at that epoch. With
+``graphnode.probe_split=random`` (GRACE's protocol) ``val_acc`` is the 5-fold cross-validation
+accuracy on the 10 % training part and ``test_acc`` the accuracy on the other 90 %.
 """
 
 from __future__ import annotations
@@ -37,8 +43,16 @@ METHODS = ("grace", "grace_pot")
 METRICS = ("val_acc", "test_acc", "best_val_acc", "test_acc_at_best_val", "probe_weight_decay")
 
 
-def config_path(dataset: str, method: str) -> Path:
-    return ROOT / "configs" / "graph" / f"{dataset}_{method}.yaml"
+SPLITS = {
+    "public": "public Planetoid split (train 140 / val 500 / test 1000 on Cora)",
+    "random": "random 10 % train / 90 % test split of the labelled nodes (seed = train.seed), "
+    "L2 by 5-fold CV on the train part (GRACE's eval.py)",
+}
+
+
+def config_path(dataset: str, method: str, suffix: str | None = None) -> Path:
+    name = f"{dataset}_{method}" + (f"_{suffix}" if suffix else "")
+    return ROOT / "configs" / "graph" / f"{name}.yaml"
 
 
 def run_dir(dataset: str, method: str, seed: int, epochs: int | None, tag: str | None) -> Path:
@@ -51,25 +65,34 @@ def run_dir(dataset: str, method: str, seed: int, epochs: int | None, tag: str |
 
 
 def run(
-    dataset: str, method: str, seed: int, epochs: int | None, tag: str | None, overrides: list
+    dataset: str,
+    method: str,
+    seed: int,
+    epochs: int | None,
+    tag: str | None,
+    overrides: list,
+    suffix: str | None = None,
 ) -> tuple[Path, bool]:
     """Train (or resume) one run; returns its folder and whether it trained now (False: it had
-    finished before and was only re-read)."""
+    finished before and was only re-read). ``suffix`` picks ``<dataset>_<method>_<suffix>.yaml``
+    and leads the run's tag."""
     from contrastkit.recipes.graph_nodes import run_graph_node_training
     from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
 
-    path = config_path(dataset, method)
+    path = config_path(dataset, method, suffix)
     if not path.is_file():
         raise FileNotFoundError(f"no config {path}")
     extra = [f"train.seed={seed}", "train.progress=false", *overrides]
     if epochs is not None:
         extra.append(f"train.epochs={epochs}")
     config = load_config(path, extra)
-    output = run_dir(dataset, method, seed, epochs, tag)
+    output = run_dir(dataset, method, seed, epochs, "_".join(t for t in (suffix, tag) if t))
     if (output / "summary.json").is_file():
         print(f"== {output.name}: finished before, re-read", flush=True)
         return output, False
+    output.mkdir(parents=True, exist_ok=True)  # which config file the run came from
+    (output / "benchmark_config.txt").write_text(str(path.relative_to(ROOT)) + "\n")
     checkpoints = output / "checkpoints"
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {output.name} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
@@ -84,13 +107,18 @@ def record(output: Path, command: str) -> dict:
     epochs = [json.loads(line) for line in lines if line.strip()]
     seconds = epochs[-1]["seconds"] if epochs else None
     trained = summary.get("epochs_trained")
+    source = output / "benchmark_config.txt"
+    if source.is_file():
+        config_file = source.read_text().strip()
+    else:
+        config_file = str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT))
     return {
         "dataset": summary["dataset"],
         "method": summary["method"],
         "pot_variant": summary.get("pot_variant"),
         "tag": _tag(output.name, summary["dataset"], summary["method"]),
         "seed": config["train"]["seed"],
-        "split": "public Planetoid split (train 140 / val 500 / test 1000 on Cora)",
+        "split": SPLITS[config["graphnode"].get("probe_split", "public")],
         "metrics": {k: summary[k] for k in METRICS if k in summary},
         "best_epoch": summary.get("best_epoch"),
         "epochs": trained,
@@ -98,7 +126,7 @@ def record(output: Path, command: str) -> dict:
         "seconds_per_epoch": round(seconds / trained, 3) if seconds and trained else None,
         "device": f"{platform.machine()} cpu ({_threads()} threads)",
         "command": command,
-        "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
+        "config": config_file,
         "run": str(output.relative_to(ROOT)),
     }
 
@@ -171,6 +199,10 @@ def main() -> int:
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run"
     )
     parser.add_argument("--tag", help="name part of the run folders (needed with --set)")
+    parser.add_argument(
+        "--config-suffix",
+        help="read configs/graph/<dataset>_<method>_<SUFFIX>.yaml (e.g. paper: GRACE's setting)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args()
     if args.set and not args.tag:
@@ -184,7 +216,15 @@ def main() -> int:
         for dataset in args.datasets:
             for method in args.methods:
                 for seed in args.seeds:
-                    output, trained = run(dataset, method, seed, args.epochs, args.tag, args.set)
+                    output, trained = run(
+                        dataset,
+                        method,
+                        seed,
+                        args.epochs,
+                        args.tag,
+                        args.set,
+                        args.config_suffix,
+                    )
                     if trained:
                         trained_now.add(output)
     path = RESULTS / "graph_nodes.json"

@@ -1,7 +1,8 @@
 """The node-level graph contrastive recipe (``recipe: graphnode``): GRACE and GRACE + POT trained
 through ``run_graph_node_training`` on a tiny two-community graph written as Planetoid files by
 the test (metrics, metrics.jsonl, exact resume), the CLI route, the Cora configs, bad configs,
-feature normalisation and the probe's validation-only model selection."""
+feature normalisation, the probe's validation-only model selection and GRACE's random-split
+protocol (``graphnode.probe_split=random``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from contrastkit import cli
+from contrastkit.eval.probes import linear_probe
 from contrastkit.recipes import graph_nodes
 from contrastkit.train.config import ConfigError, config_difference, load_config
 
@@ -135,6 +137,20 @@ def test_each_method_trains_and_reports_probe_accuracies(tmp_path, data_dir, met
     assert "| toy | " in (run / "results.md").read_text()
 
 
+def test_the_random_probe_protocol_trains_and_reports(tmp_path, data_dir):
+    config = _config(data_dir, "grace", "graphnode.probe_split=random")
+    summary = graph_nodes.run_graph_node_training(config, tmp_path / "run", echo=False)
+    assert summary["probe_split"] == "random"
+    assert summary["probe_nodes"] == {"train": 6, "test": 54, "folds": 5}  # 60 nodes, 10 / 90 %
+    assert summary["probe_weight_decay"] in graph_nodes.RANDOM_PROBE_WEIGHT_DECAYS
+    for key in ("val_acc", "test_acc", "best_val_acc", "test_acc_at_best_val"):
+        assert 0.0 <= summary[key] <= 1.0, key
+    public = _config(data_dir, "grace")
+    assert public.graphnode.probe_split == "public"
+    summary = graph_nodes.run_graph_node_training(public, tmp_path / "public", echo=False)
+    assert summary["probe_split"] == "public" and "probe_nodes" not in summary
+
+
 def test_grace_separates_the_two_communities(tmp_path, data_dir):
     config = _config(data_dir, "grace", "train.epochs=15", "train.eval_every=0")
     summary = graph_nodes.run_graph_node_training(config, tmp_path / "run", echo=False)
@@ -197,6 +213,30 @@ def test_the_cora_configs_load_and_differ_only_by_pot():
     assert config_difference(grace, pot) == ["graphnode.method"]  # kappa etc. are defaults
 
 
+def test_the_paper_configs_are_grace_own_cora_setting():
+    grace = load_config(CONFIGS / "cora_grace_paper.yaml")
+    pot = load_config(CONFIGS / "cora_grace_pot_paper.yaml")
+    paper = graph_nodes.GRACE_CONFIGS["Cora"]
+    g = grace.graphnode
+    assert (g.method, g.hidden, g.proj_hidden, g.layers, g.activation, g.tau) == (
+        "grace",
+        paper["num_hidden"],
+        paper["num_proj_hidden"],
+        2,
+        paper["activation"],
+        paper["tau"],
+    )
+    assert (g.drop_edge_1, g.drop_edge_2) == paper["drop_edge_rates"]
+    assert (g.drop_feature_1, g.drop_feature_2) == paper["drop_feature_rates"]
+    assert (grace.optim.lr, grace.optim.weight_decay) == (
+        paper["learning_rate"],
+        paper["weight_decay"],
+    )
+    assert grace.train.epochs == paper["num_epochs"] and g.probe_split == "public"
+    assert pot.graphnode.kappa == 0.4 and pot.graphnode.pot_variant == "official"
+    assert config_difference(grace, pot) == ["graphnode.method"]
+
+
 @pytest.mark.parametrize(
     ("override", "match"),
     [
@@ -210,6 +250,7 @@ def test_the_cora_configs_load_and_differ_only_by_pot():
         ("graphnode.dataset=pubmed", "graphnode.dataset"),
         ("graphnode.hidden=0", "graphnode.hidden"),
         ("graphnode.probe_weight_decay=-1", "graphnode.probe_weight_decay"),
+        ("graphnode.probe_split=planetoid", "graphnode.probe_split"),
         ("graphnode.activation=elu", "activation"),  # POT's relaxation: ReLU-like only
         ("graphnode.layers=3", "layers"),  # POT's bound: 2 layers
         ("graphnode.hiden=64", "did you mean graphnode.hidden"),
@@ -252,3 +293,57 @@ def test_the_probe_strength_is_chosen_on_the_validation_nodes_only():
     assert wd == wd2 and result.val.accuracy == result2.val.accuracy
     fixed = graph_nodes.node_linear_probe(z, labels, train, val, test, weight_decay=wd, epochs=30)
     assert result.test.accuracy == fixed.test.accuracy
+
+
+def test_the_random_split_is_disjoint_seeded_and_sized():
+    labels = torch.arange(103) % 4
+    labels[[5, 17, 80]] = -1  # unlabelled nodes (CiteSeer's isolated test nodes) are left out
+    train, test = graph_nodes.random_node_split(labels, seed=3)
+    assert train.dtype == test.dtype == torch.int64
+    assert (train.numel(), test.numel()) == (10, 90)  # train_test_split: ceil(0.9 * 100) tests
+    assert not set(train.tolist()) & set(test.tolist())
+    assert set(train.tolist()) | set(test.tolist()) == set(
+        torch.nonzero(labels >= 0).flatten().tolist()
+    )
+    again = graph_nodes.random_node_split(labels, seed=3)
+    assert torch.equal(again[0], train) and torch.equal(again[1], test)
+    other = graph_nodes.random_node_split(labels, seed=4)
+    assert not torch.equal(other[0], train)
+    cora = torch.zeros(2708, dtype=torch.int64)
+    assert [t.numel() for t in graph_nodes.random_node_split(cora, 0)] == [270, 2438]
+    with pytest.raises(ValueError, match="train_ratio"):
+        graph_nodes.random_node_split(labels, 0, train_ratio=1.0)
+
+
+def test_the_cross_validated_strength_never_looks_at_test_nodes():
+    gen = torch.Generator().manual_seed(0)
+    n = 300
+    labels = torch.arange(n) % 3
+    z = torch.randn(n, 6, generator=gen) + 1.5 * torch.nn.functional.one_hot(labels, 6).float()
+    train, test = graph_nodes.random_node_split(labels, seed=0)
+    grid = (1e-4, 1e-2, 1.0, 10.0)
+    wd, cv, result = graph_nodes.node_probe_cross_validated(z, labels, train, test, grid, epochs=30)
+    assert wd in grid and 0.0 <= cv <= 1.0 and result.predictions.shape == (test.numel(),)
+    scrambled, shuffled = labels.clone(), z.clone()
+    scrambled[test] = (labels[test] + 1) % 3  # other test labels and test embeddings
+    shuffled[test] = torch.randn(test.numel(), 6, generator=gen)
+    wd2, cv2, result2 = graph_nodes.node_probe_cross_validated(
+        shuffled, scrambled, train, test, grid, epochs=30
+    )
+    assert (wd2, cv2) == (wd, cv)
+    assert result2.accuracy != result.accuracy
+    # the reported test accuracy is one fit on every training node, L2-normalised, unscaled
+    zn = torch.nn.functional.normalize(z, dim=1)
+    fixed = linear_probe(
+        zn[train],
+        labels[train],
+        zn[test],
+        labels[test],
+        weight_decay=wd,
+        epochs=30,
+        standardize=False,
+        num_classes=3,
+    )
+    assert fixed.accuracy == result.accuracy
+    with pytest.raises(ValueError, match="folds"):
+        graph_nodes.node_probe_cross_validated(z, labels, train[:3], test, grid)

@@ -22,11 +22,15 @@ is :class:`GraphNodeTask` + :func:`run_graph_node_training`: full-graph training
 optimizer step per epoch (the engine sees a training set of one example, see
 :meth:`GraphNodeTask.num_train`), both views re-drawn every step from the engine's step seed
 (exact resume), a linear probe on the frozen encoder output of the clean graph every
-``train.eval_every`` epochs and at the end (train / val / test = the public Planetoid split).
+``train.eval_every`` epochs and at the end (``graphnode.probe_split=public``: train / val / test
+= the public Planetoid split; ``random``: GRACE's own evaluation, :func:`random_node_split` and
+:func:`node_probe_cross_validated`).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +63,9 @@ __all__ = [
     "POT_GRACE_CONFIGS",
     "POT_README_OVERRIDES",
     "PROBE_WEIGHT_DECAYS",
+    "RANDOM_PROBE_WEIGHT_DECAYS",
+    "RANDOM_SPLIT_FOLDS",
+    "RANDOM_SPLIT_TRAIN_RATIO",
     "GraceModel",
     "GraphNodeTask",
     "NodeProbeResult",
@@ -66,11 +73,13 @@ __all__ = [
     "grace_pot_objective",
     "load_node_dataset",
     "node_linear_probe",
+    "node_probe_cross_validated",
     "node_probe_selected",
     "normalize_features",
     "pot_loss",
     "pot_target",
     "pot_view_loss",
+    "random_node_split",
     "results_table",
     "run_graph_node_training",
 ]
@@ -372,6 +381,93 @@ def node_probe_selected(
     return wd, NodeProbeResult(val=val, test=test)
 
 
+# GRACE's evaluation (CRIPAC-DIG/GRACE eval.py::label_classification, called with ratio 0.1):
+# a random split of the labelled nodes, 10 % train / 90 % test (train_test_split(test_size=0.9),
+# not stratified), L2-normalised embeddings, logistic regression with C picked by GridSearchCV
+# (cv=5) on the training part; micro-F1 = accuracy.
+RANDOM_SPLIT_TRAIN_RATIO = 0.1
+RANDOM_SPLIT_FOLDS = 5
+# The L2 strengths tried by cross-validation: 2^-17 .. 2^2 (20 values, factor 2). GRACE grid-
+# searches liblinear's C over 2^-10 .. 2^9, i.e. minimises ½‖w‖² + C Σ_i loss_i; linear_probe
+# minimises mean_i loss_i + (wd/2)‖W‖², so C corresponds to wd = 1 / (C n), and with Cora's
+# n = 216..270 training rows GRACE's grid covers about 2^-17 .. 2^2. (GRACE's classifier is
+# one-vs-rest liblinear, which also penalises the intercept; this one is multinomial.)
+RANDOM_PROBE_WEIGHT_DECAYS = tuple(2.0**k for k in range(-17, 3))
+
+
+def random_node_split(
+    labels: Tensor, seed: int, train_ratio: float = RANDOM_SPLIT_TRAIN_RATIO
+) -> tuple[Tensor, Tensor]:
+    """GRACE's random split: the labelled nodes (``labels >= 0``) in the order of
+    ``torch.randperm`` under ``torch.Generator().manual_seed(seed)``; the last
+    ``ceil((1 - train_ratio) n)`` are the test nodes (scikit-learn's ``train_test_split``
+    sizes; Cora: 270 train / 2,438 test) and the first ``n - n_test`` the training nodes.
+    Returns ``(train_idx, test_idx)``, int64 node ids (``train_idx`` in permuted order, which
+    :func:`node_probe_cross_validated` cuts into folds). Not stratified, as GRACE's."""
+    if not 0.0 < train_ratio < 1.0:
+        raise ValueError(f"random_node_split: train_ratio must be in (0, 1); got {train_ratio}")
+    labelled = torch.nonzero(labels.cpu() >= 0).flatten()
+    n = labelled.numel()
+    n_test = math.ceil(round((1.0 - train_ratio) * n, 9))
+    if n_test < 1 or n - n_test < 1:
+        raise ValueError(
+            f"random_node_split: {n} labelled nodes give an empty part at train_ratio={train_ratio}"
+        )
+    gen = torch.Generator().manual_seed(int(seed))
+    order = labelled[torch.randperm(n, generator=gen)]
+    return order[: n - n_test].to(labels.device), order[n - n_test :].to(labels.device)
+
+
+def node_probe_cross_validated(
+    z: Tensor,
+    labels: Tensor,
+    train_idx: Tensor,
+    test_idx: Tensor,
+    weight_decays: tuple[float, ...] = RANDOM_PROBE_WEIGHT_DECAYS,
+    *,
+    folds: int = RANDOM_SPLIT_FOLDS,
+    **probe_kwargs: Any,
+) -> tuple[float, float, ProbeResult]:
+    """GRACE's evaluation with :func:`~contrastkit.eval.probes.linear_probe`: the embeddings
+    are L2-normalised (and not standardised, ``standardize=False`` unless given), the L2
+    strength is chosen by ``folds``-fold cross-validation on the training nodes only (folds =
+    contiguous chunks of ``train_idx``, as scikit-learn's ``KFold`` without shuffling; score =
+    the mean fold accuracy; ties go to the stronger value, as ``GridSearchCV`` keeps the first
+    of its increasing-C grid), then one fit on all training nodes is scored on ``test_idx``.
+    Returns ``(weight_decay, cv_accuracy, test result)``. The test nodes play no part in the
+    choice."""
+    if not weight_decays:
+        raise ValueError("node_probe_cross_validated: weight_decays is empty")
+    n = train_idx.numel()
+    if not 2 <= folds <= n:
+        raise ValueError(
+            f"node_probe_cross_validated: folds must be in [2, {n}] (the training nodes); "
+            f"got {folds}"
+        )
+    z = F.normalize(z.detach(), dim=1)
+    probe_kwargs.setdefault("num_classes", int(labels.max()) + 1)
+    probe_kwargs.setdefault("standardize", False)
+    x, y = z[train_idx], labels[train_idx]
+    edges = [f * n // folds for f in range(folds + 1)]
+    position = torch.arange(n, device=train_idx.device)
+    best: tuple[float, float] | None = None
+    for wd in sorted(weight_decays, reverse=True):  # strongest first: ties keep it
+        scores = []
+        for start, stop in itertools.pairwise(edges):
+            held = (position >= start) & (position < stop)
+            fit = linear_probe(
+                x[~held], y[~held], x[held], y[held], weight_decay=wd, **probe_kwargs
+            )
+            scores.append(fit.accuracy)
+        score = sum(scores) / folds
+        if best is None or score > best[1]:
+            best = (wd, score)
+    assert best is not None
+    wd, score = best
+    test = linear_probe(x, y, z[test_idx], labels[test_idx], weight_decay=wd, **probe_kwargs)
+    return wd, score, test
+
+
 def normalize_features(x: Tensor) -> Tensor:
     """PyG's ``NormalizeFeatures`` (GRACE's and POT's transform): ``x - min(x)``, then each row
     divided by its sum (sums below 1, e.g. all-zero rows, divide by 1)."""
@@ -421,7 +517,16 @@ class GraphNodeTask:
         cfg = config.graphnode
         self.config, self.cfg, self.run_dir = config, cfg, Path(run_dir)
         self.data = data
-        for name in ("train_mask", "val_mask", "test_mask"):
+        # the random protocol's split (train.seed): None with the public split
+        self.random_split: tuple[Tensor, Tensor] | None = None
+        if cfg.probe_split == "random":
+            self.random_split = random_node_split(data.labels, config.train.seed)
+            if self.random_split[0].numel() < RANDOM_SPLIT_FOLDS:
+                raise ValueError(
+                    f"graphnode.probe_split=random: {self.random_split[0].numel()} training "
+                    f"nodes, fewer than the {RANDOM_SPLIT_FOLDS} cross-validation folds"
+                )
+        for name in ("train_mask", "val_mask", "test_mask") if cfg.probe_split == "public" else ():
             mask = getattr(data, name)
             if not bool(mask.any()):
                 raise ValueError(f"graphnode: the dataset's {name} is empty")
@@ -472,6 +577,11 @@ class GraphNodeTask:
         self.adj = self.adj.to(self.device)
         self.labels = self.labels.to(self.device)
         self.masks = tuple(m.to(self.device) for m in self.masks)  # type: ignore[assignment]
+        if self.random_split is not None:
+            self.random_split = (
+                self.random_split[0].to(self.device),
+                self.random_split[1].to(self.device),
+            )
         if self.bounds is not None:
             self.bounds = (self.bounds[0].to(self.device), self.bounds[1].to(self.device))
 
@@ -534,9 +644,22 @@ class GraphNodeTask:
 
     def probe(self) -> dict[str, float]:
         """``val_acc``, ``test_acc`` of the linear probe fitted on the training nodes, and the
-        probe's L2 strength ``probe_weight_decay`` (fixed, or chosen on the validation nodes)."""
+        probe's L2 strength ``probe_weight_decay`` (fixed, or chosen on the validation nodes).
+        ``probe_split=random``: GRACE's protocol (:func:`node_probe_cross_validated` on
+        :func:`random_node_split`); ``val_acc`` is then the cross-validation accuracy on the
+        training part (a fixed ``probe_weight_decay`` is only cross-validated, not chosen)."""
         cfg = self.cfg
         z = self.embeddings().float()
+        if self.random_split is not None:
+            grid = (
+                RANDOM_PROBE_WEIGHT_DECAYS
+                if cfg.probe_weight_decay is None
+                else (cfg.probe_weight_decay,)
+            )
+            wd, cv_acc, test = node_probe_cross_validated(
+                z, self.labels, *self.random_split, grid, epochs=cfg.probe_epochs
+            )
+            return {"val_acc": cv_acc, "test_acc": test.accuracy, "probe_weight_decay": float(wd)}
         if cfg.probe_weight_decay is None:
             wd, result = node_probe_selected(z, self.labels, *self.masks, epochs=cfg.probe_epochs)
         else:
@@ -587,7 +710,14 @@ def run_graph_node_training(
             "val": int(data.val_mask.sum()),
             "test": int(data.test_mask.sum()),
         },
+        "probe_split": cfg.probe_split,
     }
+    if task.random_split is not None:
+        header["probe_nodes"] = {
+            "train": int(task.random_split[0].numel()),
+            "test": int(task.random_split[1].numel()),
+            "folds": RANDOM_SPLIT_FOLDS,
+        }
     return fit_and_summarize(
         config,
         output,

@@ -340,9 +340,14 @@ class GraphNodeConfig:
     # nodes from 1e-4, 1e-3, 1e-2, 1e-1, 1 (the test accuracy is of the chosen one)
     probe_weight_decay: float | None = None
     probe_epochs: int = 100  # L-BFGS iterations of the probe
+    # probe protocol: public = the dataset's train / val / test masks; random = GRACE's eval.py
+    # (L2-normalised embeddings, a random 10 % train / 90 % test split of the labelled nodes
+    # seeded by train.seed, L2 strength by 5-fold cross-validation on the train part)
+    probe_split: str = "public"
 
     def __post_init__(self) -> None:
         _one_of("graphnode", "dataset", self.dataset, ("cora", "file"))
+        _one_of("graphnode", "probe_split", self.probe_split, ("public", "random"))
         _one_of("graphnode", "method", self.method, GRAPHNODE_METHODS)
         _one_of("graphnode", "pot_variant", self.pot_variant, ("official", "sound"))
         _one_of("graphnode", "core", self.core, ("auto", "tiled", "dense"))
