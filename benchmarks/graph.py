@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from _runs import device
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -113,7 +114,7 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
                     "timed_steps": steps,
                     "last_step_losses": {k: round(v, 4) for k, v in logs.items()},
                     "recall20_after_timing": round(metrics["test_Recall@20"], 4),
-                    "device": f"{platform.machine()} cpu ({_threads()} threads)",
+                    "device": device(),
                     "command": command,
                 }
             )
@@ -148,19 +149,13 @@ def collect(command: str) -> list[dict]:
                 "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
                 "seconds": seconds,
                 "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
-                "device": f"{platform.machine()} cpu ({_threads()} threads)",
+                "device": device(),
                 "published": PUBLISHED.get((summary["dataset"], summary["method"])),
                 "command": command,
                 "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
             }
         )
     return records
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def table(records: list[dict]) -> str:

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import platform
-import shlex
-import sys
 from pathlib import Path
+
+from _runs import collect_runs, command_line, device, mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -124,7 +122,7 @@ def record(output: Path, command: str) -> dict:
         "epochs": trained,
         "seconds": seconds,
         "seconds_per_epoch": round(seconds / trained, 3) if seconds and trained else None,
-        "device": f"{platform.machine()} cpu ({_threads()} threads)",
+        "device": device(),
         "command": command,
         "config": config_file,
         "run": str(output.relative_to(ROOT)),
@@ -144,19 +142,6 @@ def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def table(records: list[dict]) -> str:
     """Mean ± std (sample std; the value alone for one seed) over the seeds of each group,
     accuracies in %."""
@@ -174,7 +159,7 @@ def table(records: list[dict]) -> str:
     ):
         cells = []
         for key in ("val_acc", "test_acc", "test_acc_at_best_val"):
-            mean, std = _mean_std([100 * r["metrics"][key] for r in rows])
+            mean, std = mean_std([100 * r["metrics"][key] for r in rows])
             cells.append(f"{mean:.2f} ± {std:.2f}" if len(rows) > 1 else f"{mean:.2f}")
         per_epoch = [r["seconds_per_epoch"] for r in rows if r["seconds_per_epoch"]]
         speed = f"{sum(per_epoch) / len(per_epoch):.2f}" if per_epoch else "—"
@@ -210,7 +195,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     trained_now = set()
     if not args.collect:
         for dataset in args.datasets:
@@ -229,15 +214,7 @@ def main() -> int:
                         trained_now.add(output)
     path = RESULTS / "graph_nodes.json"
     # a run trained by an earlier invocation keeps that invocation's command and device
-    previous = {r["run"]: r for r in json.loads(path.read_text())} if path.is_file() else {}
-    records = []
-    for summary_path in sorted(RUNS.glob("*/summary.json")):
-        output = summary_path.parent
-        rec = record(output, command)
-        old = previous.get(rec["run"])
-        if output not in trained_now and old is not None:
-            rec["command"], rec["device"] = old["command"], old["device"]
-        records.append(rec)
+    records = collect_runs(RUNS, path, record, command, trained_now)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records, indent=2) + "\n")
     (RESULTS / "graph_nodes.md").write_text(table(records) + "\n")

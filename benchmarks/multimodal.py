@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import platform
 import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from _runs import device, mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -140,13 +140,6 @@ def run(dataset: str, method: str, seed: int, *, replace_stale: bool = False) ->
     return run_multimodal_training(config, output, resume=resume, echo=False)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def metric_keys(summary: dict) -> list[str]:
     if summary["dataset"] == "fashion_mnist":
         return ["zero_shot_acc"]
@@ -160,7 +153,7 @@ def group_record(dataset: str, method: str, seeds: list[int], summaries: list[di
     metrics = {}
     for key in metric_keys(summaries[0]):
         values = [float(s[key]) for s in summaries]
-        mean, std = _mean_std(values)
+        mean, std = mean_std(values)
         metrics[key] = {"mean": mean, "std": std, "values": values}
     record = {
         "dataset": dataset,
@@ -173,7 +166,7 @@ def group_record(dataset: str, method: str, seeds: list[int], summaries: list[di
         "train_seconds_per_run": round(
             sum(float(s["wall_seconds"]) for s in summaries) / len(summaries), 2
         ),
-        "device": f"{platform.machine()} cpu ({_threads()} thread(s))",
+        "device": device(),
     }
     if dataset == "movielens":
         record["chance"] = summaries[0]["chance"]
@@ -182,12 +175,6 @@ def group_record(dataset: str, method: str, seeds: list[int], summaries: list[di
     else:
         record["data"] = summaries[0]["data"]
     return record
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _cell(metric: dict, scale: float = 100.0) -> str:

@@ -23,6 +23,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from _runs import device
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
@@ -96,7 +98,7 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
                     "steps_per_epoch": int(blocks.shape[0]),
                     "seconds_per_epoch": round(per_step * blocks.shape[0], 1),
                     "timed_steps": steps,
-                    "device": f"{platform.machine()} cpu ({_threads()} threads)",
+                    "device": device(),
                     "command": command,
                 }
             )
@@ -131,7 +133,7 @@ def collect(command: str) -> list[dict]:
                 "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
                 "seconds": seconds,
                 "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
-                "device": f"{platform.machine()} cpu ({_threads()} threads)",
+                "device": device(),
                 "published": PUBLISHED.get((summary["dataset"], summary["method"])),
                 "command": command,
                 "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
@@ -178,12 +180,6 @@ def collect_unfinished(command: str) -> list[dict]:
             }
         )
     return records
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def table(records: list[dict]) -> str:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import platform
-import shlex
-import sys
 from pathlib import Path
+
+from _runs import collect_runs, command_line, device, mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -83,25 +81,16 @@ def record(output: Path, command: str) -> dict:
         "metrics": {k: summary[k] for k in METRICS if k in summary},
         "epochs": summary.get("epochs_trained"),
         "seconds": epochs[-1]["seconds"] if epochs else None,
-        "device": f"{platform.machine()} cpu ({_threads()} threads)",
+        "device": device(),
         "command": command,
         "overrides": VARIANTS.get(variant),
         "run": str(output.relative_to(ROOT)),
     }
 
 
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
 def _mean_std(values: list[float]) -> str:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{mean:.2f}"
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{mean:.2f} ± {std:.2f}"
+    mean, std = mean_std(values)
+    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {std:.2f}"
 
 
 def table(records: list[dict]) -> str:
@@ -142,7 +131,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     trained_now = set()
     if not args.collect:
         for seed in args.seeds:
@@ -151,16 +140,7 @@ def main() -> int:
                 if trained:
                     trained_now.add(output)
     path = RESULTS / "text.json"
-    previous = {r.get("run"): r for r in json.loads(path.read_text())} if path.is_file() else {}
-    records = []
-    previous = {k: v for k, v in previous.items() if "run" in v}
-    for summary_path in sorted(RUNS.glob("*/summary.json")):
-        output = summary_path.parent
-        rec = record(output, command)
-        old = previous.get(rec["run"])
-        if output not in trained_now and old is not None:
-            rec["command"], rec["device"] = old["command"], old["device"]
-        records.append(rec)
+    records = collect_runs(RUNS, path, record, command, trained_now)
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = table(records)
     decoding = RESULTS / "text_decoding.json"  # written by benchmarks/text_decoding.py

@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -44,6 +43,9 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from _runs import device as machine
+from _runs import mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -306,13 +308,6 @@ def run_seed(setup: Setup, corpus: Corpus, seed: int) -> dict:
 # --------------------------------------------------------------------------- reporting
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 COLUMNS = [
     ("rep-2", "rep-2 ↓", 2),
     ("rep-3", "rep-3 ↓", 2),
@@ -369,7 +364,7 @@ def main() -> int:
         print(f"== seed {seed}", flush=True)
         per_seed.append(run_seed(setup, corpus, seed))
 
-    device = f"{platform.machine()} cpu ({torch.get_num_threads()} threads)"
+    device = machine()
     records = []
     for training in TRAININGS:
         for name in DECODINGS:
@@ -377,7 +372,7 @@ def main() -> int:
             metrics = {}
             for key in runs[0]["metrics"]:
                 values = [r["metrics"][key] for r in runs]
-                mean, std = _mean_std(values)
+                mean, std = mean_std(values)
                 metrics[key] = {"mean": mean, "std": std, "per_seed": values}
             train_s = sum(r["train_seconds"] for r in runs)
             decode_s = sum(r["decode_seconds"] for r in runs)

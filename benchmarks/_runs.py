@@ -1,0 +1,57 @@
+"""What the benchmark scripts share: the device string, the command line, mean ± sample std,
+and re-reading finished run folders into records (``from _runs import ...``, like
+``anchors.py``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def device() -> str:
+    """``"<machine> cpu (<torch threads> threads)"``."""
+    import torch
+
+    return f"{platform.machine()} cpu ({torch.get_num_threads()} threads)"
+
+
+def command_line() -> str:
+    """How this script was started, as a shell command."""
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def collect_runs(
+    runs: Path,
+    results: Path,
+    record: Callable[[Path, str], dict],
+    command: str,
+    trained_now: set[Path],
+) -> list[dict]:
+    """``record(run_dir, command)`` of every finished run under ``runs`` (a ``summary.json``).
+    A run not trained by this invocation keeps the command and device of its record in the
+    earlier ``results`` file (matched by the record's ``run``)."""
+    previous = {}
+    if results.is_file():
+        previous = {r["run"]: r for r in json.loads(results.read_text()) if "run" in r}
+    records = []
+    for summary_path in sorted(runs.glob("*/summary.json")):
+        output = summary_path.parent
+        rec = record(output, command)
+        old = previous.get(rec["run"])
+        if output not in trained_now and old is not None:
+            rec["command"], rec["device"] = old["command"], old["device"]
+        records.append(rec)
+    return records
