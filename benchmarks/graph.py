@@ -6,16 +6,22 @@
     python benchmarks/graph.py --collect                         # only re-read finished runs
     python benchmarks/graph.py --methods lightgcn --set train.progress=false
     python benchmarks/graph.py --timing 5 --threads 1            # seconds per epoch
+    python benchmarks/graph.py --datasets ml100k --seeds 0 1 2   # MovieLens 100K, 3 seeds
 
-Each run trains into ``runs/graph/<dataset>_<method>`` and resumes there when the folder holds
-a checkpoint (a killed benchmark continues where it stopped). Writes
-``benchmarks/results/graph.json`` (one record per run: dataset, method, metrics of the final
-weights, best evaluation, epochs, seconds, seconds per epoch, device, command) and
-``benchmarks/results/graph.md``. ``--timing STEPS`` times STEPS training steps per method (after
-one warm-up step) plus one full-ranking evaluation, and writes
-``benchmarks/results/graph_timing.json``.
+Each run trains into ``runs/graph/<dataset>_<method>`` (the config's seed) or, with
+``--seeds``, into ``runs/graph/<dataset>_<method>_s<seed>`` (``train.seed=<seed>``), and resumes
+there when the folder holds a checkpoint (a killed benchmark continues where it stopped).
+Writes ``benchmarks/results/graph.json`` (one record per run: dataset, method, seed, metrics of
+the final weights, best evaluation, epochs, seconds, seconds per epoch, device, command; a run
+not trained by this invocation keeps its earlier command) and ``benchmarks/results/graph.md``
+(the runs, then mean ± sample std over the seeds of each dataset and method), and
+``benchmarks/results/graph_curves.json``: the test evaluations over training of every run
+folder, finished or not (the curve of a run still going, or killed and resumable).
+``--timing STEPS`` times STEPS training steps per method (after one warm-up step) plus one
+full-ranking evaluation, and writes ``benchmarks/results/graph_timing.json``.
 
-Protocol: LightGCN's Gowalla split, no validation set; the test set is evaluated every
+Protocol: LightGCN's Gowalla split (MovieLens 100K: a seeded random 80 / 20 split of each
+user's items), no validation set; the test set is evaluated every
 ``train.eval_every`` epochs (the published protocol); ``metrics`` are the final weights' test
 metrics, ``best`` the best evaluation over training (what SGL-Torch and SELFRec report).
 """
@@ -24,15 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
-from _runs import device
+from _runs import collect_runs, command_line, device, mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs" / "graph"
 METHODS = ("lightgcn", "sgl", "simgcl", "lightgcl")
 # LightGCN paper (He et al., SIGIR 2020), Table 3, Gowalla (the same split as the data here).
 # SGL and SimGCL publish no Gowalla numbers; LightGCL's Gowalla table uses another split.
@@ -45,7 +50,12 @@ def config_path(dataset: str, method: str) -> Path:
     return ROOT / "configs" / "graph" / f"{dataset}_{method}.yaml"
 
 
-def run(dataset: str, method: str, overrides: list[str]) -> None:
+def run_dir(dataset: str, method: str, seed: int | None) -> Path:
+    name = f"{dataset}_{method}" if seed is None else f"{dataset}_{method}_s{seed}"
+    return RUNS / name
+
+
+def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Path:
     from contrastkit.recipes.graphrec import run_graphrec_training
     from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
@@ -53,12 +63,14 @@ def run(dataset: str, method: str, overrides: list[str]) -> None:
     path = config_path(dataset, method)
     if not path.is_file():
         raise FileNotFoundError(f"no config {path}")
-    config = load_config(path, overrides)
-    output = ROOT / "runs" / "graph" / f"{dataset}_{method}"
+    seeded = [] if seed is None else [f"train.seed={seed}"]
+    config = load_config(path, [*seeded, *overrides])
+    output = run_dir(dataset, method, seed)
     checkpoints = output / "checkpoints"
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
-    print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
+    print(f"== {output.name} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
     run_graphrec_training(config, output, resume=resume)
+    return output
 
 
 def time_epochs(datasets: list[str], methods: list[str], steps: int, command: str) -> list[dict]:
@@ -122,40 +134,100 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
     return records
 
 
-def collect(command: str) -> list[dict]:
-    records = []
-    for summary_path in sorted((ROOT / "runs" / "graph").glob("*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        run_dir = summary_path.parent
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+def _prefixed(summary: dict, prefix: str) -> dict:
+    return {k.removeprefix(prefix): v for k, v in summary.items() if k.startswith(prefix)}
+
+
+def run_record(run: Path, command: str) -> dict:
+    """The record of one finished run folder."""
+    from contrastkit.train.config import load_config
+
+    summary = json.loads((run / "summary.json").read_text())
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line) for line in lines if line.strip()]
+    seconds = epochs[-1]["seconds"] if epochs else None
+    trained = summary.get("epochs_trained")
+    return {
+        "run": run.name,
+        "dataset": summary["dataset"],
+        "method": summary["method"],
+        "seed": load_config(run / "config.yaml").train.seed,
+        "split": "test (no validation split: LightGCN protocol)",
+        "metrics": {
+            k.removeprefix("test_"): v for k, v in summary.items() if k.startswith("test_")
+        },
+        "best": {
+            k.removeprefix("best_test_"): v
+            for k, v in summary.items()
+            if k.startswith("best_test_")
+        },
+        "best_epoch": summary.get("best_epoch"),
+        "epochs": trained,
+        "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
+        "seconds": seconds,
+        "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
+        "device": device(),
+        "published": PUBLISHED.get((summary["dataset"], summary["method"])),
+        "command": command,
+        "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
+    }
+
+
+def curve_records() -> list[dict]:
+    """The evaluations so far of every run folder (finished or not), in epoch order."""
+    from contrastkit.train.config import load_config
+
+    curves = []
+    for saved in sorted(RUNS.glob("*/config.yaml")):
+        run = saved.parent
+        config = load_config(saved)
+        metrics = run / "metrics.jsonl"
+        lines = metrics.read_text().splitlines() if metrics.is_file() else []
         epochs = [json.loads(line) for line in lines if line.strip()]
-        seconds = epochs[-1]["seconds"] if epochs else None
-        trained = summary.get("epochs_trained")
-        records.append(
+        evaluations = [
+            {"epoch": e["epoch"], "seconds": e["seconds"], **_prefixed(e, "test_")}
+            for e in epochs
+            if any(k.startswith("test_") for k in e)
+        ]
+        curves.append(
             {
-                "dataset": summary["dataset"],
-                "method": summary["method"],
-                "split": "test (no validation split: LightGCN protocol)",
-                "metrics": {
-                    k.removeprefix("test_"): v for k, v in summary.items() if k.startswith("test_")
-                },
-                "best": {
-                    k.removeprefix("best_test_"): v
-                    for k, v in summary.items()
-                    if k.startswith("best_test_")
-                },
-                "best_epoch": summary.get("best_epoch"),
-                "epochs": trained,
-                "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
-                "seconds": seconds,
-                "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
-                "device": device(),
-                "published": PUBLISHED.get((summary["dataset"], summary["method"])),
-                "command": command,
-                "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
+                "run": run.name,
+                "dataset": config.graphrec.dataset,
+                "method": config.graphrec.method,
+                "seed": config.train.seed,
+                "finished": (run / "summary.json").is_file(),
+                "epochs_done": epochs[-1]["epoch"] if epochs else 0,
+                "config_epochs": config.train.epochs,
+                "seconds": epochs[-1]["seconds"] if epochs else 0.0,
+                "evaluations": evaluations,
             }
         )
-    return records
+    return curves
+
+
+def seed_summary(records: list[dict]) -> str:
+    """Mean ± sample std of the final test metrics over the seeded runs (``<run>_s<seed>``) of
+    each dataset and method."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if r["run"] == f"{r['dataset']}_{r['method']}_s{r['seed']}":
+            groups.setdefault((r["dataset"], r["method"]), []).append(r)
+    lines = [
+        "| dataset | method | seeds | Recall@20 | NDCG@20 | Recall@40 | NDCG@40 | epochs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, method), runs in groups.items():
+        cells = []
+        for key in ("Recall@20", "NDCG@20", "Recall@40", "NDCG@40"):
+            mean, std = mean_std([r["metrics"][key] for r in runs])
+            cells.append(f"{mean:.4f} ± {std:.4f}")
+        seeds = " ".join(str(r["seed"]) for r in runs)
+        epochs = sorted({r["epochs"] for r in runs})
+        lines.append(
+            f"| {dataset} | {method} | {seeds} | {' | '.join(cells)} | "
+            f"{', '.join(map(str, epochs))} |"
+        )
+    return "\n".join(lines)
 
 
 def table(records: list[dict]) -> str:
@@ -182,6 +254,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["gowalla"])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, help="train one run per seed (default: the config's seed)"
+    )
     parser.add_argument("--collect", action="store_true", help="only tabulate finished runs")
     parser.add_argument(
         "--timing", type=int, metavar="STEPS", help="instead: time STEPS training steps per method"
@@ -200,7 +275,7 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     if args.timing:
         records = time_epochs(args.datasets, args.methods, args.timing, command)
         path = RESULTS / "graph_timing.json"
@@ -213,15 +288,19 @@ def main() -> int:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(kept + records, indent=2) + "\n")
         return 0
+    trained: set[Path] = set()
     if not args.collect:
         for dataset in args.datasets:
             for method in args.methods:
-                run(dataset, method, args.set)
-    records = collect(command)
+                for seed in args.seeds or [None]:
+                    trained.add(run(dataset, method, seed, args.set))
+    records = collect_runs(RUNS, RESULTS / "graph.json", run_record, command, trained)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "graph.json").write_text(json.dumps(records, indent=2) + "\n")
-    (RESULTS / "graph.md").write_text(table(records) + "\n")
-    print(table(records))
+    (RESULTS / "graph_curves.json").write_text(json.dumps(curve_records(), indent=1) + "\n")
+    text = table(records) + "\n\nMean ± sample std over seeds:\n\n" + seed_summary(records)
+    (RESULTS / "graph.md").write_text(text + "\n")
+    print(text)
     return 0
 
 

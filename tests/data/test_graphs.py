@@ -18,7 +18,9 @@ import torch
 from contrastkit.data.graphs import (
     InteractionGraph,
     load_lightgcn_dataset,
+    load_movielens_graph,
     load_planetoid,
+    random_split_graph,
     read_lightgcn_interactions,
 )
 from contrastkit.data.images import DataFormatError, data_root
@@ -302,3 +304,50 @@ def test_real_gowalla_matches_readme() -> None:
     graph = load_lightgcn_dataset(root)
     assert (graph.num_users, graph.num_items) == (29858, 40981)
     assert (graph.num_train, graph.num_test) == (810128, 217242)
+
+
+# --------------------------------------------------------------------------------------------
+# Random per-user split (MovieLens 100K as an interaction graph)
+# --------------------------------------------------------------------------------------------
+
+
+def test_random_split_graph_sizes_order_and_disjointness() -> None:
+    lists = [np.arange(10), np.array([7, 3, 3, 5]), np.array([4]), np.zeros(0, dtype=np.int64)]
+    graph = random_split_graph(lists, 12, test_fraction=0.2, seed=3)
+    assert [len(t) for t in graph.test] == [2, 1, 0, 0]  # round(0.2 n), capped at n - 1
+    assert [len(t) for t in graph.train] == [8, 2, 1, 0]  # the repeated 3 counts once
+    for items, train, test in zip(lists, graph.train, graph.test, strict=True):
+        _, first = np.unique(items, return_index=True)
+        distinct = items[np.sort(first)]
+        assert not set(train) & set(test)
+        assert sorted([*train, *test]) == sorted(distinct)
+        position = {int(v): k for k, v in enumerate(distinct)}  # both parts keep file order
+        assert [position[int(v)] for v in train] == sorted(position[int(v)] for v in train)
+        assert [position[int(v)] for v in test] == sorted(position[int(v)] for v in test)
+    same = random_split_graph(lists, 12, test_fraction=0.2, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(graph.test, same.test, strict=True))
+    draws = {tuple(random_split_graph(lists, 12, seed=s).test[0]) for s in range(20)}
+    assert len(draws) > 10  # the seed moves the split
+    with pytest.raises(ValueError, match="test_fraction"):
+        random_split_graph(lists, 12, test_fraction=1.0)
+    with pytest.raises(ValueError, match="outside"):
+        random_split_graph(lists, 9)
+
+
+def test_load_movielens_graph_tiny_file(tmp_path: Path) -> None:
+    rows = ["1\t2\t5\t30", "1\t1\t3\t10", "2\t3\t1\t20", "1\t3\t4\t20", "2\t1\t2\t5"]
+    _write(tmp_path / "u.data", "\n".join(rows) + "\n")
+    graph = load_movielens_graph(tmp_path, test_fraction=0.34, seed=0)
+    assert (graph.num_users, graph.num_items) == (2, 3)
+    assert (graph.num_train, graph.num_test) == (3, 2)  # user 1: round(1.02) = 1 of 3; user 2: 1
+    everything = [sorted([*a, *b]) for a, b in zip(graph.train, graph.test, strict=True)]
+    assert everything == [[0, 1, 2], [0, 2]]  # 1-based ids -> 0-based, ratings ignored
+    _write(tmp_path / "u.data", "1\t2\t5\n")
+    with pytest.raises(DataFormatError, match=r"u\.data: line 1: expected 4"):
+        load_movielens_graph(tmp_path)
+
+
+def test_real_movielens_graph() -> None:
+    graph = load_movielens_graph(_shared("movielens_100k"))
+    assert (graph.num_users, graph.num_items) == (943, 1682)
+    assert (graph.num_train, graph.num_test) == (80000, 20000)  # every user has >= 20 ratings

@@ -373,7 +373,10 @@ def test_sgl_views_drop_edges_per_epoch_and_renormalise(tmp_path):
 
 
 # -- configs -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("gowalla_*.yaml")), ids=lambda p: p.stem)
+GRAPHREC_CONFIGS = sorted([*CONFIGS.glob("gowalla_*.yaml"), *CONFIGS.glob("ml100k_*.yaml")])
+
+
+@pytest.mark.parametrize("path", GRAPHREC_CONFIGS, ids=lambda p: p.stem)
 def test_every_graph_config_loads(path):
     config = load_config(path)
     assert config.recipe == "graphrec"
@@ -385,7 +388,46 @@ def test_every_graph_config_loads(path):
 
 
 def test_the_four_configs_exist():
-    assert {p.stem for p in CONFIGS.glob("gowalla_*.yaml")} == {f"gowalla_{m}" for m in METHODS}
+    for dataset in ("gowalla", "ml100k"):
+        expected = {f"{dataset}_{m}" for m in METHODS}
+        assert {p.stem for p in CONFIGS.glob(f"{dataset}_*.yaml")} == expected
+
+
+def test_ml100k_configs_keep_the_gowalla_method_settings():
+    """The MovieLens configs change only the dataset and the budget: no per-dataset tuning."""
+    for method in METHODS:
+        gowalla = load_config(CONFIGS / f"gowalla_{method}.yaml")
+        movielens = load_config(CONFIGS / f"ml100k_{method}.yaml")
+        assert movielens.graphrec.dataset == "ml100k"
+        assert movielens.train.epochs == 300 and movielens.graphrec.patience is None
+        for field in ("method", "dim", "layers", "init", "reg_weight", "cl_weight", "noise_eps"):
+            assert getattr(movielens.graphrec, field) == getattr(gowalla.graphrec, field), field
+        assert movielens.loss == gowalla.loss and movielens.optim == gowalla.optim
+        for field in ("batch_size", "seed"):
+            assert getattr(movielens.train, field) == getattr(gowalla.train, field), field
+
+
+def test_ml100k_dataset_reads_u_data_from_graphrec_path(tmp_path):
+    rows = [f"{u}\t{i}\t4\t{100 * u + i}" for u in range(1, 6) for i in range(1, 11)]
+    (tmp_path / "u.data").write_text("\n".join(rows) + "\n")
+    config = load_config(
+        None, ["recipe=graphrec", "graphrec.dataset=ml100k", f"graphrec.path={tmp_path}"]
+    )
+    graph = graphrec.load_graph(config.graphrec)
+    assert (graph.num_users, graph.num_items, graph.num_train, graph.num_test) == (5, 10, 40, 10)
+    again = graphrec.load_graph(config.graphrec)
+    assert all(np.array_equal(a, b) for a, b in zip(graph.test, again.test, strict=True))
+    other = load_config(
+        None,
+        [
+            "recipe=graphrec",
+            "graphrec.dataset=ml100k",
+            f"graphrec.path={tmp_path}",
+            "graphrec.split_seed=1",
+        ],
+    )
+    moved = graphrec.load_graph(other.graphrec)
+    assert any(not np.array_equal(a, b) for a, b in zip(graph.test, moved.test, strict=True))
 
 
 @pytest.mark.parametrize(
@@ -393,6 +435,10 @@ def test_the_four_configs_exist():
     [
         ("graphrec.method=ngcf", "graphrec.method"),
         ("graphrec.dataset=yelp", "graphrec.dataset"),
+        ("graphrec.test_fraction=0", "test_fraction"),
+        ("graphrec.split_seed=3", "split ml100k only"),
+        ("graphrec.path=/tmp", "not read for graphrec.dataset=gowalla"),
+        ("graphrec.test_fraction=1.0", "test_fraction"),
         ("graphrec.edge_dropout=1.0", "edge_dropout"),
         ("graphrec.edge_dropout=-0.1", "edge_dropout"),
         ("graphrec.cl_negatives=some", "cl_negatives"),

@@ -9,7 +9,9 @@ from contrastkit.data.graphs import (
     InteractionGraph,
     NodeDataset,
     load_lightgcn_dataset,
+    load_movielens_graph,
     load_planetoid,
+    random_split_graph,
     read_lightgcn_interactions,
 )
 from contrastkit.data.images import (
@@ -54,8 +56,10 @@ __all__ = [
     "load_image_dataset",
     "load_image_folder",
     "load_lightgcn_dataset",
+    "load_movielens_graph",
     "load_planetoid",
     "pad_left",
+    "random_split_graph",
     "read_idx",
     "read_lightgcn_interactions",
     "read_movielens_100k",

@@ -9,6 +9,9 @@ Interaction graphs (graph collaborative filtering: LightGCN, SGL, SimGCL, LightG
   :class:`InteractionGraph`, which builds the edge list, the symmetrically normalised bipartite
   adjacency (optionally after edge dropout, for SGL) and the training mask to exclude when
   ranking (:func:`contrastkit.eval.ranking.recall_ndcg_at_k`).
+- :func:`random_split_graph`: per-user item lists → a seeded random per-user train / test split
+  (NGCF / LightGCN's 80 / 20 protocol); :func:`load_movielens_graph` applies it to MovieLens
+  100K's ``u.data`` (every rating an interaction).
 
 Node-level graphs (node classification / graph contrastive learning):
 
@@ -44,7 +47,9 @@ __all__ = [
     "InteractionGraph",
     "NodeDataset",
     "load_lightgcn_dataset",
+    "load_movielens_graph",
     "load_planetoid",
+    "random_split_graph",
     "read_lightgcn_interactions",
 ]
 
@@ -277,6 +282,62 @@ def load_lightgcn_dataset(folder: PathLike, *, num_items: int | None = None) -> 
     train += [empty] * (num_users - len(train))
     test += [empty] * (num_users - len(test))
     return InteractionGraph(num_users=num_users, num_items=num_items, train=train, test=test)
+
+
+def random_split_graph(
+    items_per_user: Sequence[Any], num_items: int, *, test_fraction: float = 0.2, seed: int = 0
+) -> InteractionGraph:
+    """Split every user's items at random into train and test (NGCF / LightGCN's protocol).
+
+    User ``u`` with ``n`` distinct items gets ``t = round(test_fraction · n)`` test items, but
+    at most ``n - 1`` (every user with an item keeps a training item); the test items are a
+    uniform draw without replacement from ``numpy.random.default_rng(seed)``, users visited in
+    order, so the split depends only on the data and ``seed``. Repeated items of a user count
+    once (first occurrence kept). Both parts keep the users' original item order.
+
+    Args:
+        items_per_user: ``U`` sequences of 0-based item ids.
+        num_items: ``I``; every id must be in ``[0, I)``.
+        test_fraction: in ``[0, 1)``.
+        seed: the split's seed (independent of the training seed).
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(
+            f"random_split_graph: test_fraction must be in [0, 1); got {test_fraction}"
+        )
+    rng = np.random.default_rng(seed)
+    train: list[np.ndarray] = []
+    test: list[np.ndarray] = []
+    for items in _as_item_arrays(items_per_user, "items_per_user"):
+        _, first = np.unique(items, return_index=True)
+        items = items[np.sort(first)]
+        n = len(items)
+        held = min(round(test_fraction * n), max(n - 1, 0))
+        is_test = np.zeros(n, dtype=bool)
+        is_test[rng.choice(n, size=held, replace=False)] = True
+        train.append(items[~is_test])
+        test.append(items[is_test])
+    return InteractionGraph(num_users=len(train), num_items=num_items, train=train, test=test)
+
+
+def load_movielens_graph(
+    directory: PathLike, *, test_fraction: float = 0.2, seed: int = 0
+) -> InteractionGraph:
+    """MovieLens 100K (``directory/u.data``) as an implicit-feedback interaction graph.
+
+    Every rating is an interaction (the rating value is ignored); users are ordered by id and
+    items re-indexed to ``0..I-1`` (ml-100k: 943 users, 1,682 items, 100,000 edges). The split
+    is :func:`random_split_graph` (default 80 / 20 per user, split seed 0).
+
+    Raises:
+        FileNotFoundError / DataFormatError: as
+        :func:`contrastkit.data.sequences.read_movielens_100k`.
+    """
+    from contrastkit.data.sequences import read_movielens_100k
+
+    data = read_movielens_100k(directory)
+    lists = [np.asarray(seq, dtype=np.int64) - 1 for seq in data.sequences]  # 1-based -> 0-based
+    return random_split_graph(lists, data.num_items, test_fraction=test_fraction, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------

@@ -80,7 +80,11 @@ from torch import Tensor, nn
 
 from contrastkit import losses as loss_lib
 from contrastkit.core import core_backend, local_anchors
-from contrastkit.data.graphs import InteractionGraph, load_lightgcn_dataset
+from contrastkit.data.graphs import (
+    InteractionGraph,
+    load_lightgcn_dataset,
+    load_movielens_graph,
+)
 from contrastkit.data.images import data_root
 from contrastkit.encoders.lightgcn import LightGCN, bpr_loss, to_csr
 from contrastkit.eval.ranking import recall_ndcg_in_chunks
@@ -90,22 +94,30 @@ from contrastkit.train.best import BestWeights
 from contrastkit.train.config import GRAPHREC_KS, GraphRecConfig, RunConfig
 
 KS = GRAPHREC_KS
-DATASET_FOLDERS = {"gowalla": "lightgcn_gowalla"}
+DATASET_FOLDERS = {"gowalla": "lightgcn_gowalla", "ml100k": "movielens_100k"}
 
 
 # -- data ----------------------------------------------------------------------------------
 def load_graph(cfg: GraphRecConfig) -> InteractionGraph:
-    """The configured interaction graph (``train.txt`` + ``test.txt``, LightGCN format)."""
+    """The configured interaction graph: LightGCN-format ``train.txt`` + ``test.txt``
+    (``gowalla``, ``file``), or MovieLens 100K's ``u.data`` with a seeded random per-user split
+    (``ml100k``: ``test_fraction``, ``split_seed``)."""
     if cfg.dataset == "file":
         assert cfg.path is not None
         return load_lightgcn_dataset(cfg.path)
-    root = data_root()
-    if root is None:
-        raise FileNotFoundError(
-            f"graphrec.dataset={cfg.dataset} needs the shared data folder: set "
-            "CONTRASTKIT_DATA or use graphrec.dataset=file with graphrec.path"
-        )
-    return load_lightgcn_dataset(root / DATASET_FOLDERS[cfg.dataset])
+    if cfg.path is not None and cfg.dataset == "ml100k":
+        folder = Path(cfg.path)
+    else:
+        root = data_root()
+        if root is None:
+            raise FileNotFoundError(
+                f"graphrec.dataset={cfg.dataset} needs the shared data folder: set "
+                "CONTRASTKIT_DATA or use graphrec.dataset=file with graphrec.path"
+            )
+        folder = root / DATASET_FOLDERS[cfg.dataset]
+    if cfg.dataset == "ml100k":
+        return load_movielens_graph(folder, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+    return load_lightgcn_dataset(folder)
 
 
 class NegativeSampler:

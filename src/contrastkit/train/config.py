@@ -251,8 +251,13 @@ GRAPHREC_KS = (10, 20, 40)  # the Recall@k / NDCG@k cut-offs the graphrec recipe
 class GraphRecConfig:
     """Graph collaborative filtering (``recipe: graphrec``); defaults = LightGCN on Gowalla."""
 
-    dataset: str = "gowalla"  # gowalla | file
-    path: str | None = None  # dataset=file: a folder with LightGCN-format train.txt and test.txt
+    # gowalla (LightGCN's split) | ml100k (MovieLens 100K u.data, random per-user split) | file
+    dataset: str = "gowalla"
+    # dataset=file: a folder with LightGCN-format train.txt and test.txt; ml100k: the folder
+    # with u.data (null: <shared data>/movielens_100k)
+    path: str | None = None
+    test_fraction: float = 0.2  # ml100k: share of each user's items held out for test
+    split_seed: int = 0  # ml100k: seed of the train / test split (not the training seed)
     method: str = "lightgcn"  # lightgcn | sgl | simgcl | lightgcl
     dim: int = 64
     layers: int = 3  # propagation steps (0 = matrix factorisation, lightgcn only)
@@ -279,7 +284,7 @@ class GraphRecConfig:
     stop_metric: str = "Recall@20"  # Recall@k | NDCG@k, k in 10, 20, 40
 
     def __post_init__(self) -> None:
-        _one_of("graphrec", "dataset", self.dataset, ("gowalla", "file"))
+        _one_of("graphrec", "dataset", self.dataset, ("gowalla", "ml100k", "file"))
         _one_of("graphrec", "method", self.method, GRAPHREC_METHODS)
         _one_of("graphrec", "init", self.init, ("normal", "xavier"))
         _one_of("graphrec", "cl_negatives", self.cl_negatives, ("all", "batch"))
@@ -297,6 +302,10 @@ class GraphRecConfig:
             raise ConfigError(
                 f"config key graphrec.edge_dropout must be in [0, 1); got {self.edge_dropout}"
             )
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(
+                f"config key graphrec.test_fraction must be in (0, 1); got {self.test_fraction}"
+            )
         for name in ("init_std", "positive_clamp"):
             if not getattr(self, name) > 0:
                 raise ConfigError(
@@ -305,6 +314,16 @@ class GraphRecConfig:
         if self.dataset == "file" and not self.path:
             raise ConfigError(
                 "graphrec.dataset=file needs graphrec.path (a folder with train.txt and test.txt)"
+            )
+        if self.dataset == "gowalla" and self.path is not None:
+            raise ConfigError(
+                "graphrec.path is not read for graphrec.dataset=gowalla (it comes from the shared "
+                "data folder); use graphrec.dataset=file for other LightGCN-format files"
+            )
+        if self.dataset != "ml100k" and (self.test_fraction != 0.2 or self.split_seed != 0):
+            raise ConfigError(
+                "graphrec.test_fraction and graphrec.split_seed split ml100k only; "
+                f"graphrec.dataset={self.dataset} comes with its own test split"
             )
 
 
