@@ -16,7 +16,8 @@ the final weights, best evaluation, epochs, seconds, seconds per epoch, device, 
 not trained by this invocation keeps its earlier command) and ``benchmarks/results/graph.md``
 (the runs, then mean ± sample std over the seeds of each dataset and method), and
 ``benchmarks/results/graph_curves.json``: the test evaluations over training of every run
-folder, finished or not (the curve of a run still going, or killed and resumable).
+folder, finished or not (the curve of a run still going, or killed and resumable), plotted
+as ``benchmarks/results/graph_curves_<dataset>.png`` (test Recall@20 against epochs).
 ``--timing STEPS`` times STEPS training steps per method (after one warm-up step) plus one
 full-ranking evaluation, and writes ``benchmarks/results/graph_timing.json``.
 
@@ -205,6 +206,29 @@ def curve_records() -> list[dict]:
     return curves
 
 
+def plot_curves(curves: list[dict]) -> list[Path]:
+    """One PNG per dataset: test Recall@20 against epochs, a line per run folder."""
+    from contrastkit.eval import plot_overlaid_curves
+
+    written = []
+    for dataset in sorted({c["dataset"] for c in curves}):
+        series = {
+            c["run"].removeprefix(f"{dataset}_"): (
+                [e["epoch"] for e in c["evaluations"]],
+                [e.get("Recall@20") for e in c["evaluations"]],
+            )
+            for c in curves
+            if c["dataset"] == dataset and c["evaluations"]
+        }
+        if series:
+            path = RESULTS / f"graph_curves_{dataset}.png"
+            plot_overlaid_curves(
+                series, path, xlabel="epoch", ylabel="test Recall@20", title=dataset
+            )
+            written.append(path)
+    return written
+
+
 def seed_summary(records: list[dict]) -> str:
     """Mean ± sample std of the final test metrics over the seeded runs (``<run>_s<seed>``) of
     each dataset and method."""
@@ -297,7 +321,9 @@ def main() -> int:
     records = collect_runs(RUNS, RESULTS / "graph.json", run_record, command, trained)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "graph.json").write_text(json.dumps(records, indent=2) + "\n")
-    (RESULTS / "graph_curves.json").write_text(json.dumps(curve_records(), indent=1) + "\n")
+    curves = curve_records()
+    (RESULTS / "graph_curves.json").write_text(json.dumps(curves, indent=1) + "\n")
+    plot_curves(curves)
     text = table(records) + "\n\nMean ± sample std over seeds:\n\n" + seed_summary(records)
     (RESULTS / "graph.md").write_text(text + "\n")
     print(text)

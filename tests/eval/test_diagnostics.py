@@ -16,6 +16,7 @@ from contrastkit.eval import (
     alignment_metric,
     effective_rank,
     plot_metric_curves,
+    plot_overlaid_curves,
     score_samples,
     tolerance,
     uniformity_metric,
@@ -281,6 +282,22 @@ def test_plot_metric_curves(tmp_path) -> None:
         plot_metric_curves([], ["loss"], tmp_path / "bad.png")
     with pytest.raises(ValueError, match="keys must name at least one metric"):
         plot_metric_curves(records, [], tmp_path / "bad.png")
+
+
+def test_plot_overlaid_curves(tmp_path) -> None:
+    series = {
+        "lightgcn": ([10, 20, 30], [0.1, 0.2, 0.25]),
+        "sgl": ([10, 20, 30], [0.05, float("nan"), 0.3]),  # the NaN point is dropped
+    }
+    path = tmp_path / "overlay.png"
+    plot_overlaid_curves(series, path, xlabel="epoch", ylabel="Recall@20", title="t")
+    _assert_png(path)
+    with pytest.raises(ValueError, match="series is empty"):
+        plot_overlaid_curves({}, path, xlabel="x", ylabel="y")
+    with pytest.raises(ValueError, match="'a' has 2 x values and 1 y values"):
+        plot_overlaid_curves({"a": ([1, 2], [3])}, path, xlabel="x", ylabel="y")
+    with pytest.raises(ValueError, match="'b' has no finite"):
+        plot_overlaid_curves({"b": ([1], [float("inf")])}, path, xlabel="x", ylabel="y")
 
 
 # --------------------------------------------------------------------------- input checks

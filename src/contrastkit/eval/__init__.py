@@ -5,7 +5,8 @@ and :func:`knn_classify` (weighted kNN of Wu et al. 2018), both returning a
 :class:`ProbeResult`. Diagnostics (``diagnostics.py``): :func:`effective_rank` (RankMe),
 :func:`alignment_metric`, :func:`uniformity_metric`, :func:`tolerance`, :func:`score_samples`
 and :class:`ScoreHistory` (positive/negative cosine histograms over training), and
-:func:`plot_metric_curves`. Plotting imports matplotlib lazily. Ranking (``ranking.py``):
+:func:`plot_metric_curves`, :func:`plot_overlaid_curves` (matplotlib imported lazily).
+Ranking (``ranking.py``):
 :func:`full_ranking_metrics` (HR@k, NDCG@k, MRR of one target per user over all items) and
 :func:`evaluate_in_chunks`; several held-out items per user: :func:`recall_ndcg_at_k` (Recall@k,
 NDCG@k as in LightGCN) and :func:`recall_ndcg_in_chunks`. Retrieval (``retrieval.py``):
@@ -18,6 +19,7 @@ from contrastkit.eval.diagnostics import (
     alignment_metric,
     effective_rank,
     plot_metric_curves,
+    plot_overlaid_curves,
     score_samples,
     tolerance,
     uniformity_metric,
@@ -49,6 +51,7 @@ __all__ = [
     "linear_probe",
     "metric_names",
     "plot_metric_curves",
+    "plot_overlaid_curves",
     "recall_ndcg_at_k",
     "recall_ndcg_in_chunks",
     "retrieval_ranks",

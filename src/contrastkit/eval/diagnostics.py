@@ -25,6 +25,7 @@ __all__ = [
     "alignment_metric",
     "effective_rank",
     "plot_metric_curves",
+    "plot_overlaid_curves",
     "score_samples",
     "tolerance",
     "uniformity_metric",
@@ -386,6 +387,50 @@ def plot_metric_curves(
     axes[-1].set_xlabel(x_key)
     if title:
         figure.suptitle(title)
+    _save(figure, path)
+
+
+def plot_overlaid_curves(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+) -> None:
+    """Several curves on one axis (e.g. one method per line), written as a PNG at ``path``.
+
+    ``series`` maps a legend label to ``(xs, ys)`` of equal length. Points that are not finite
+    numbers are dropped. ``ValueError`` if ``series`` is empty, the lengths differ, or a label
+    has no finite point.
+    """
+    fn = "plot_overlaid_curves"
+    if not series:
+        raise ValueError(f"{fn}: series is empty")
+    lines = {}
+    for label, (xs, ys) in series.items():
+        xs, ys = list(xs), list(ys)
+        if len(xs) != len(ys):
+            raise ValueError(
+                f"{fn}: series {label!r} has {len(xs)} x values and {len(ys)} y values"
+            )
+        pairs = zip(xs, ys, strict=True)
+        points = [(float(x), float(y)) for x, y in pairs if _is_number(x) and _is_number(y)]
+        if not points:
+            raise ValueError(f"{fn}: series {label!r} has no finite (x, y) point")
+        lines[label] = points
+    figure = _figure(figsize=(6.5, 4))
+    ax = figure.subplots()
+    for label, points in lines.items():
+        xs = [x for x, _ in points]
+        ys = [y for _, y in points]
+        ax.plot(xs, ys, label=label, marker="o" if len(xs) < 30 else None, markersize=3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
     _save(figure, path)
 
 
