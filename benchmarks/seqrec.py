@@ -11,7 +11,9 @@
 Each run trains into ``runs/seqrec/<dataset>_<method>`` and resumes there when the folder
 holds a checkpoint (a killed benchmark continues where it stopped). Writes
 ``benchmarks/results/seqrec.json`` (one record per run: dataset, method, split, metrics, epochs,
-seconds, seconds per epoch, device, command) and ``benchmarks/results/seqrec.md``.
+seconds, seconds per epoch, device, command; a run not trained by this invocation keeps its
+earlier command), ``benchmarks/results/seqrec.md``, and ``seqrec_curves_<dataset>.png``
+(validation NDCG@20 against epochs of every run folder, finished or not).
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
-import sys
 from pathlib import Path
 
-from _runs import device
+from _runs import collect_runs, command_line, device
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs" / "seqrec"
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
 # MCLRec README (verified in ../shared/methods/recsys_graph_text.md, section 1(d)): test split,
 # full ranking, leave-one-out
@@ -42,7 +43,7 @@ def config_path(dataset: str, method: str) -> Path:
     return ROOT / "configs" / "seqrec" / f"{dataset}_{method}.yaml"
 
 
-def run(dataset: str, method: str, overrides: list[str]) -> None:
+def run(dataset: str, method: str, overrides: list[str]) -> Path:
     from contrastkit.recipes.seqrec import run_seqrec_training
     from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
@@ -51,11 +52,12 @@ def run(dataset: str, method: str, overrides: list[str]) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"no config {path}")
     config = load_config(path, overrides)
-    output = ROOT / "runs" / "seqrec" / f"{dataset}_{method}"
+    output = RUNS / f"{dataset}_{method}"
     checkpoints = output / "checkpoints"
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
     run_seqrec_training(config, output, resume=resume)
+    return output
 
 
 def time_epochs(datasets: list[str], methods: list[str], steps: int, command: str) -> list[dict]:
@@ -106,40 +108,56 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
     return records
 
 
-def collect(command: str) -> list[dict]:
-    records = []
-    for summary_path in sorted((ROOT / "runs" / "seqrec").glob("*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        run_dir = summary_path.parent
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-        epochs = [json.loads(line) for line in lines if line.strip()]
-        seconds = epochs[-1]["seconds"] if epochs else None
-        trained = summary.get("epochs_trained")
-        records.append(
-            {
-                "dataset": summary["dataset"],
-                "method": summary["method"],
-                "split": "test",
-                "metrics": {
-                    k.removeprefix("test_"): v for k, v in summary.items() if k.startswith("test_")
-                },
-                "valid": {
-                    k.removeprefix("valid_"): v
-                    for k, v in summary.items()
-                    if k.startswith("valid_")
-                },
-                "best_epoch": summary.get("best_epoch"),
-                "epochs": trained,
-                "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
-                "seconds": seconds,
-                "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
-                "device": device(),
-                "published": PUBLISHED.get((summary["dataset"], summary["method"])),
-                "command": command,
-                "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
-            }
-        )
-    return records
+def run_record(run_dir: Path, command: str) -> dict:
+    """The record of one finished run folder."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line) for line in lines if line.strip()]
+    seconds = epochs[-1]["seconds"] if epochs else None
+    trained = summary.get("epochs_trained")
+    return {
+        "run": run_dir.name,
+        "dataset": summary["dataset"],
+        "method": summary["method"],
+        "split": "test",
+        "metrics": _prefixed(summary, "test_"),
+        "valid": _prefixed(summary, "valid_"),
+        "best_epoch": summary.get("best_epoch"),
+        "epochs": trained,
+        "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
+        "seconds": seconds,
+        "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
+        "device": device(),
+        "published": PUBLISHED.get((summary["dataset"], summary["method"])),
+        "command": command,
+        "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
+    }
+
+
+def _prefixed(summary: dict, prefix: str) -> dict:
+    return {k.removeprefix(prefix): v for k, v in summary.items() if k.startswith(prefix)}
+
+
+def plot_curves() -> list[Path]:
+    """One PNG per dataset, ``seqrec_curves_<dataset>.png``: validation NDCG@20 against epochs
+    (early stopping watches validation MRR), a line per run folder, finished or not."""
+    from contrastkit.eval import plot_overlaid_curves
+
+    by_dataset: dict[str, dict[str, tuple[list, list]]] = {}
+    for metrics in sorted(RUNS.glob("*/metrics.jsonl")):
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "valid_NDCG@20" in r]
+        if not rows:
+            continue
+        dataset, _, method = metrics.parent.name.partition("_")
+        xs = [r["epoch"] for r in rows]
+        by_dataset.setdefault(dataset, {})[method] = (xs, [r["valid_NDCG@20"] for r in rows])
+    written = []
+    for dataset, series in sorted(by_dataset.items()):
+        path = RESULTS / f"seqrec_curves_{dataset}.png"
+        plot_overlaid_curves(series, path, xlabel="epoch", ylabel="valid NDCG@20", title=dataset)
+        written.append(path)
+    return written
 
 
 def collect_unfinished(command: str) -> list[dict]:
@@ -150,7 +168,7 @@ def collect_unfinished(command: str) -> list[dict]:
     from contrastkit.train.config import load_config
 
     records = []
-    for best in sorted((ROOT / "runs" / "seqrec").glob("*/best.safetensors")):
+    for best in sorted(RUNS.glob("*/best.safetensors")):
         run_dir = best.parent
         if (run_dir / "summary.json").is_file() or not (run_dir / "config.yaml").is_file():
             continue
@@ -218,7 +236,7 @@ def main() -> int:
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run"
     )
     args = parser.parse_args()
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     if args.timing:
         records = time_epochs(args.datasets, args.methods, args.timing, command)
         path = RESULTS / "seqrec_timing.json"
@@ -231,16 +249,18 @@ def main() -> int:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(kept + records, indent=2) + "\n")
         return 0
+    trained: set[Path] = set()
     if not args.collect:
         for dataset in args.datasets:
             for method in args.methods:
-                run(dataset, method, args.set)
-    records = collect(command)
+                trained.add(run(dataset, method, args.set))
+    records = collect_runs(RUNS, RESULTS / "seqrec.json", run_record, command, trained)
     if args.unfinished:
         records += collect_unfinished(command)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "seqrec.json").write_text(json.dumps(records, indent=2) + "\n")
     (RESULTS / "seqrec.md").write_text(table(records) + "\n")
+    plot_curves()
     print(table(records))
     return 0
 
