@@ -33,16 +33,37 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a run's ``metrics.jsonl``; a blank or partly written line (a run killed
+    while appending) is skipped, as the engine itself does."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+UNKNOWN = "unknown: not trained by this invocation and absent from the earlier results file"
+
+
 def collect_runs(
     runs: Path,
     results: Path,
-    record: Callable[[Path, str], dict],
+    record: Callable[[Path, str], dict | None],
     command: str,
     trained_now: set[Path],
 ) -> list[dict]:
     """``record(run_dir, command)`` of every finished run under ``runs`` (a ``summary.json``).
     A run not trained by this invocation keeps the command and device of its record in the
-    earlier ``results`` file (matched by the record's ``run``)."""
+    earlier ``results`` file (matched by the record's ``run``); without such a record both
+    are :data:`UNKNOWN` rather than this invocation's (which did not train it). ``record`` may
+    return ``None`` to skip a folder (another recipe's run)."""
     previous = {}
     if results.is_file():
         previous = {r["run"]: r for r in json.loads(results.read_text()) if "run" in r}
@@ -50,8 +71,10 @@ def collect_runs(
     for summary_path in sorted(runs.glob("*/summary.json")):
         output = summary_path.parent
         rec = record(output, command)
-        old = previous.get(rec["run"])
-        if output not in trained_now and old is not None:
+        if rec is None:
+            continue
+        if output not in trained_now:
+            old = previous.get(rec["run"], {"command": UNKNOWN, "device": UNKNOWN})
             rec["command"], rec["device"] = old["command"], old["device"]
         records.append(rec)
     return records

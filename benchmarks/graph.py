@@ -34,7 +34,7 @@ import json
 import time
 from pathlib import Path
 
-from _runs import collect_runs, command_line, device, mean_std
+from _runs import collect_runs, command_line, device, mean_std, read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -139,20 +139,22 @@ def _prefixed(summary: dict, prefix: str) -> dict:
     return {k.removeprefix(prefix): v for k, v in summary.items() if k.startswith(prefix)}
 
 
-def run_record(run: Path, command: str) -> dict:
-    """The record of one finished run folder."""
+def run_record(run: Path, command: str) -> dict | None:
+    """The record of one finished run folder (``None`` for another recipe's run)."""
     from contrastkit.train.config import load_config
 
+    config = load_config(run / "config.yaml")
+    if config.recipe != "graphrec":
+        return None
     summary = json.loads((run / "summary.json").read_text())
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    epochs = [json.loads(line) for line in lines if line.strip()]
+    epochs = read_metrics(run / "metrics.jsonl")
     seconds = epochs[-1]["seconds"] if epochs else None
     trained = summary.get("epochs_trained")
     return {
         "run": run.name,
         "dataset": summary["dataset"],
         "method": summary["method"],
-        "seed": load_config(run / "config.yaml").train.seed,
+        "seed": config.train.seed,
         "split": "test (no validation split: LightGCN protocol)",
         "metrics": {
             k.removeprefix("test_"): v for k, v in summary.items() if k.startswith("test_")
@@ -175,16 +177,16 @@ def run_record(run: Path, command: str) -> dict:
 
 
 def curve_records() -> list[dict]:
-    """The evaluations so far of every run folder (finished or not), in epoch order."""
+    """The evaluations so far of every graphrec run folder (finished or not), in epoch order."""
     from contrastkit.train.config import load_config
 
     curves = []
     for saved in sorted(RUNS.glob("*/config.yaml")):
         run = saved.parent
         config = load_config(saved)
-        metrics = run / "metrics.jsonl"
-        lines = metrics.read_text().splitlines() if metrics.is_file() else []
-        epochs = [json.loads(line) for line in lines if line.strip()]
+        if config.recipe != "graphrec":
+            continue
+        epochs = read_metrics(run / "metrics.jsonl")
         evaluations = [
             {"epoch": e["epoch"], "seconds": e["seconds"], **_prefixed(e, "test_")}
             for e in epochs
@@ -231,21 +233,21 @@ def plot_curves(curves: list[dict]) -> list[Path]:
 
 def seed_summary(records: list[dict]) -> str:
     """Mean ± sample std of the final test metrics over the seeded runs (``<run>_s<seed>``) of
-    each dataset and method."""
+    each dataset and method (the mean alone for a single seed)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         if r["run"] == f"{r['dataset']}_{r['method']}_s{r['seed']}":
             groups.setdefault((r["dataset"], r["method"]), []).append(r)
     lines = [
-        "| dataset | method | seeds | Recall@20 | NDCG@20 | Recall@40 | NDCG@40 | epochs |",
+        "| dataset | method | seeds (n) | Recall@20 | NDCG@20 | Recall@40 | NDCG@40 | epochs |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (dataset, method), runs in groups.items():
         cells = []
         for key in ("Recall@20", "NDCG@20", "Recall@40", "NDCG@40"):
             mean, std = mean_std([r["metrics"][key] for r in runs])
-            cells.append(f"{mean:.4f} ± {std:.4f}")
-        seeds = " ".join(str(r["seed"]) for r in runs)
+            cells.append(f"{mean:.4f} ± {std:.4f}" if len(runs) > 1 else f"{mean:.4f}")
+        seeds = " ".join(str(r["seed"]) for r in runs) + f" ({len(runs)})"
         epochs = sorted({r["epochs"] for r in runs})
         lines.append(
             f"| {dataset} | {method} | {seeds} | {' | '.join(cells)} | "
@@ -300,6 +302,8 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
     command = command_line()
+    if args.seeds and any(item.split("=", 1)[0].strip() == "train.seed" for item in args.set):
+        parser.error("--seeds sets train.seed for each run; do not also pass train.seed in --set")
     if args.timing:
         records = time_epochs(args.datasets, args.methods, args.timing, command)
         path = RESULTS / "graph_timing.json"

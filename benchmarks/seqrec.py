@@ -23,7 +23,7 @@ import json
 import platform
 from pathlib import Path
 
-from _runs import collect_runs, command_line, device
+from _runs import collect_runs, command_line, device, read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -111,8 +111,7 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
 def run_record(run_dir: Path, command: str) -> dict:
     """The record of one finished run folder."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    epochs = [json.loads(line) for line in lines if line.strip()]
+    epochs = read_metrics(run_dir / "metrics.jsonl")
     seconds = epochs[-1]["seconds"] if epochs else None
     trained = summary.get("epochs_trained")
     return {
@@ -140,18 +139,27 @@ def _prefixed(summary: dict, prefix: str) -> dict:
 
 def plot_curves() -> list[Path]:
     """One PNG per dataset, ``seqrec_curves_<dataset>.png``: validation NDCG@20 against epochs
-    (early stopping watches validation MRR), a line per run folder, finished or not."""
+    (early stopping watches validation MRR), a line per run folder, finished or not. The final
+    line of a finished run (the best weights re-evaluated, with the test metrics) is left out."""
     from contrastkit.eval import plot_overlaid_curves
+    from contrastkit.train.config import load_config
 
     by_dataset: dict[str, dict[str, tuple[list, list]]] = {}
-    for metrics in sorted(RUNS.glob("*/metrics.jsonl")):
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if "valid_NDCG@20" in r]
-        if not rows:
+    for saved in sorted(RUNS.glob("*/config.yaml")):
+        config = load_config(saved)
+        if config.recipe != "seqrec":
             continue
-        dataset, _, method = metrics.parent.name.partition("_")
-        xs = [r["epoch"] for r in rows]
-        by_dataset.setdefault(dataset, {})[method] = (xs, [r["valid_NDCG@20"] for r in rows])
+        rows = [
+            r
+            for r in read_metrics(saved.parent / "metrics.jsonl")
+            if "valid_NDCG@20" in r and not any(k.startswith("test_") for k in r)
+        ]
+        if rows:
+            series = by_dataset.setdefault(config.seqrec.dataset, {})
+            series[saved.parent.name] = (
+                [r["epoch"] for r in rows],
+                [r["valid_NDCG@20"] for r in rows],
+            )
     written = []
     for dataset, series in sorted(by_dataset.items()):
         path = RESULTS / f"seqrec_curves_{dataset}.png"
@@ -176,7 +184,7 @@ def collect_unfinished(command: str) -> list[dict]:
         task = SeqRecTask(config, load_sequences(config.seqrec), run_dir)
         task.model.load_state_dict(load_weights(best))
         metrics = task.ranking_metrics("test")
-        epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        epochs = read_metrics(run_dir / "metrics.jsonl")
         best_epoch = epochs[-1].get("best_epoch") if epochs else None
         records.append(
             {

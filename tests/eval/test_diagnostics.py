@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -292,6 +293,11 @@ def test_plot_overlaid_curves(tmp_path) -> None:
     path = tmp_path / "overlay.png"
     plot_overlaid_curves(series, path, xlabel="epoch", ylabel="Recall@20", title="t")
     _assert_png(path)
+    numpy_series = {"np": (np.arange(3), np.array([0.1, 0.2, 0.3], dtype=np.float32))}
+    plot_overlaid_curves(numpy_series, tmp_path / "np.png", xlabel="x", ylabel="y")
+    _assert_png(tmp_path / "np.png")
+    with pytest.raises(ValueError, match="'b' has no finite"):
+        plot_overlaid_curves({"b": ([1, 2], [True, False])}, path, xlabel="x", ylabel="y")
     with pytest.raises(ValueError, match="series is empty"):
         plot_overlaid_curves({}, path, xlabel="x", ylabel="y")
     with pytest.raises(ValueError, match="'a' has 2 x values and 1 y values"):

@@ -5,6 +5,7 @@ configs (tiny LightGCN-format files written by the tests)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -399,12 +400,20 @@ def test_ml100k_configs_keep_the_gowalla_method_settings():
         gowalla = load_config(CONFIGS / f"gowalla_{method}.yaml")
         movielens = load_config(CONFIGS / f"ml100k_{method}.yaml")
         assert movielens.graphrec.dataset == "ml100k"
+        assert (movielens.graphrec.test_fraction, movielens.graphrec.split_seed) == (0.2, 0)
         assert movielens.train.epochs == 300 and movielens.graphrec.patience is None
-        for field in ("method", "dim", "layers", "init", "reg_weight", "cl_weight", "noise_eps"):
-            assert getattr(movielens.graphrec, field) == getattr(gowalla.graphrec, field), field
+        same = dataclasses.replace(
+            movielens.graphrec,
+            dataset="gowalla",
+            test_fraction=None,
+            split_seed=None,
+            patience=gowalla.graphrec.patience,
+            stop_metric=gowalla.graphrec.stop_metric,
+        )
+        assert same == gowalla.graphrec
         assert movielens.loss == gowalla.loss and movielens.optim == gowalla.optim
-        for field in ("batch_size", "seed"):
-            assert getattr(movielens.train, field) == getattr(gowalla.train, field), field
+        budget = {"epochs": 300, "eval_every": 10, "checkpoint_every": 10}
+        assert dataclasses.replace(gowalla.train, **budget) == movielens.train
 
 
 def test_ml100k_dataset_reads_u_data_from_graphrec_path(tmp_path):
@@ -437,6 +446,8 @@ def test_ml100k_dataset_reads_u_data_from_graphrec_path(tmp_path):
         ("graphrec.dataset=yelp", "graphrec.dataset"),
         ("graphrec.test_fraction=0", "test_fraction"),
         ("graphrec.split_seed=3", "split ml100k only"),
+        ("graphrec.split_seed=0", "split ml100k only"),  # even the ml100k default value
+        ("graphrec.test_fraction=0.2", "split ml100k only"),
         ("graphrec.path=/tmp", "not read for graphrec.dataset=gowalla"),
         ("graphrec.test_fraction=1.0", "test_fraction"),
         ("graphrec.edge_dropout=1.0", "edge_dropout"),

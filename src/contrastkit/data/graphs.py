@@ -292,7 +292,9 @@ def random_split_graph(
     User ``u`` with ``n`` distinct items gets ``t = round(test_fraction · n)`` test items, but
     at most ``n - 1`` (every user with an item keeps a training item); the test items are a
     uniform draw without replacement from ``numpy.random.default_rng(seed)``, users visited in
-    order, so the split depends only on the data and ``seed``. Repeated items of a user count
+    order, so the split depends only on the data and ``seed`` (for a given numpy version: numpy
+    does not promise the same ``Generator.choice`` stream across versions). ``round`` rounds
+    halves to even (``0.5 · 5`` gives 2). Repeated items of a user count
     once (first occurrence kept). Both parts keep the users' original item order.
 
     Args:

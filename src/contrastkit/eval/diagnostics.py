@@ -9,6 +9,7 @@ matplotlib lazily and draws on an Agg canvas (no pyplot, no global backend switc
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -435,7 +436,10 @@ def plot_overlaid_curves(
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number (Python or numpy ints and floats); bools are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(float(value))
 
 
 def _figure(figsize: tuple[float, float]) -> Any:

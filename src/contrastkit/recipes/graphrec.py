@@ -110,13 +110,20 @@ def load_graph(cfg: GraphRecConfig) -> InteractionGraph:
     else:
         root = data_root()
         if root is None:
+            instead = (
+                "graphrec.path=<a folder with u.data>"
+                if cfg.dataset == "ml100k"
+                else "graphrec.dataset=file with graphrec.path"
+            )
             raise FileNotFoundError(
                 f"graphrec.dataset={cfg.dataset} needs the shared data folder: set "
-                "CONTRASTKIT_DATA or use graphrec.dataset=file with graphrec.path"
+                f"CONTRASTKIT_DATA or use {instead}"
             )
         folder = root / DATASET_FOLDERS[cfg.dataset]
     if cfg.dataset == "ml100k":
-        return load_movielens_graph(folder, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+        fraction = 0.2 if cfg.test_fraction is None else cfg.test_fraction
+        seed = 0 if cfg.split_seed is None else cfg.split_seed
+        return load_movielens_graph(folder, test_fraction=fraction, seed=seed)
     return load_lightgcn_dataset(folder)
 
 

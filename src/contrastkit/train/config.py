@@ -256,8 +256,10 @@ class GraphRecConfig:
     # dataset=file: a folder with LightGCN-format train.txt and test.txt; ml100k: the folder
     # with u.data (null: <shared data>/movielens_100k)
     path: str | None = None
-    test_fraction: float = 0.2  # ml100k: share of each user's items held out for test
-    split_seed: int = 0  # ml100k: seed of the train / test split (not the training seed)
+    # ml100k only (null: 0.2 and 0): share of each user's items held out for test, and the
+    # seed of that split (not the training seed)
+    test_fraction: float | None = None
+    split_seed: int | None = None
     method: str = "lightgcn"  # lightgcn | sgl | simgcl | lightgcl
     dim: int = 64
     layers: int = 3  # propagation steps (0 = matrix factorisation, lightgcn only)
@@ -302,7 +304,7 @@ class GraphRecConfig:
             raise ConfigError(
                 f"config key graphrec.edge_dropout must be in [0, 1); got {self.edge_dropout}"
             )
-        if not 0.0 < self.test_fraction < 1.0:
+        if self.test_fraction is not None and not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(
                 f"config key graphrec.test_fraction must be in (0, 1); got {self.test_fraction}"
             )
@@ -320,7 +322,9 @@ class GraphRecConfig:
                 "graphrec.path is not read for graphrec.dataset=gowalla (it comes from the shared "
                 "data folder); use graphrec.dataset=file for other LightGCN-format files"
             )
-        if self.dataset != "ml100k" and (self.test_fraction != 0.2 or self.split_seed != 0):
+        if self.dataset != "ml100k" and (
+            self.test_fraction is not None or self.split_seed is not None
+        ):
             raise ConfigError(
                 "graphrec.test_fraction and graphrec.split_seed split ml100k only; "
                 f"graphrec.dataset={self.dataset} comes with its own test split"
