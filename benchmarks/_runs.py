@@ -49,6 +49,43 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
+def prefixed(summary: dict, prefix: str) -> dict:
+    """The entries of ``summary`` whose key starts with ``prefix``, without it."""
+    return {k.removeprefix(prefix): v for k, v in summary.items() if k.startswith(prefix)}
+
+
+def finished_run_record(
+    run_dir: Path,
+    command: str,
+    fields: Callable[[dict], dict],
+    *,
+    published: dict | None,
+    config: str,
+) -> dict:
+    """The record of a finished recommendation run folder (``summary.json`` with ``dataset``,
+    ``method``, ``epochs_trained``, ``best_epoch``): run, dataset, method, then
+    ``fields(summary)`` (the script's metrics), then epochs, seconds and provenance."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    epochs = read_metrics(run_dir / "metrics.jsonl")
+    seconds = epochs[-1]["seconds"] if epochs else None
+    trained = summary.get("epochs_trained")
+    return {
+        "run": run_dir.name,
+        "dataset": summary["dataset"],
+        "method": summary["method"],
+        **fields(summary),
+        "best_epoch": summary.get("best_epoch"),
+        "epochs": trained,
+        "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
+        "seconds": seconds,
+        "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
+        "device": device(),
+        "published": published,
+        "command": command,
+        "config": config,
+    }
+
+
 UNKNOWN = "unknown: not trained by this invocation and absent from the earlier results file"
 
 

@@ -34,7 +34,15 @@ import json
 import time
 from pathlib import Path
 
-from _runs import collect_runs, command_line, device, mean_std, read_metrics
+from _runs import (
+    collect_runs,
+    command_line,
+    device,
+    finished_run_record,
+    mean_std,
+    prefixed,
+    read_metrics,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -135,10 +143,6 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
     return records
 
 
-def _prefixed(summary: dict, prefix: str) -> dict:
-    return {k.removeprefix(prefix): v for k, v in summary.items() if k.startswith(prefix)}
-
-
 def run_record(run: Path, command: str) -> dict | None:
     """The record of one finished run folder (``None`` for another recipe's run)."""
     from contrastkit.train.config import load_config
@@ -146,34 +150,19 @@ def run_record(run: Path, command: str) -> dict | None:
     config = load_config(run / "config.yaml")
     if config.recipe != "graphrec":
         return None
-    summary = json.loads((run / "summary.json").read_text())
-    epochs = read_metrics(run / "metrics.jsonl")
-    seconds = epochs[-1]["seconds"] if epochs else None
-    trained = summary.get("epochs_trained")
-    return {
-        "run": run.name,
-        "dataset": summary["dataset"],
-        "method": summary["method"],
-        "seed": config.train.seed,
-        "split": "test (no validation split: LightGCN protocol)",
-        "metrics": {
-            k.removeprefix("test_"): v for k, v in summary.items() if k.startswith("test_")
+    key = (config.graphrec.dataset, config.graphrec.method)
+    return finished_run_record(
+        run,
+        command,
+        lambda summary: {
+            "seed": config.train.seed,
+            "split": "test (no validation split: LightGCN protocol)",
+            "metrics": prefixed(summary, "test_"),
+            "best": prefixed(summary, "best_test_"),
         },
-        "best": {
-            k.removeprefix("best_test_"): v
-            for k, v in summary.items()
-            if k.startswith("best_test_")
-        },
-        "best_epoch": summary.get("best_epoch"),
-        "epochs": trained,
-        "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
-        "seconds": seconds,
-        "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
-        "device": device(),
-        "published": PUBLISHED.get((summary["dataset"], summary["method"])),
-        "command": command,
-        "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
-    }
+        published=PUBLISHED.get(key),
+        config=str(config_path(*key).relative_to(ROOT)),
+    )
 
 
 def curve_records() -> list[dict]:
@@ -188,7 +177,7 @@ def curve_records() -> list[dict]:
             continue
         epochs = read_metrics(run / "metrics.jsonl")
         evaluations = [
-            {"epoch": e["epoch"], "seconds": e["seconds"], **_prefixed(e, "test_")}
+            {"epoch": e["epoch"], "seconds": e["seconds"], **prefixed(e, "test_")}
             for e in epochs
             if any(k.startswith("test_") for k in e)
         ]

@@ -23,7 +23,14 @@ import json
 import platform
 from pathlib import Path
 
-from _runs import collect_runs, command_line, device, read_metrics
+from _runs import (
+    collect_runs,
+    command_line,
+    device,
+    finished_run_record,
+    prefixed,
+    read_metrics,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -111,30 +118,18 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
 def run_record(run_dir: Path, command: str) -> dict:
     """The record of one finished run folder."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    epochs = read_metrics(run_dir / "metrics.jsonl")
-    seconds = epochs[-1]["seconds"] if epochs else None
-    trained = summary.get("epochs_trained")
-    return {
-        "run": run_dir.name,
-        "dataset": summary["dataset"],
-        "method": summary["method"],
-        "split": "test",
-        "metrics": _prefixed(summary, "test_"),
-        "valid": _prefixed(summary, "valid_"),
-        "best_epoch": summary.get("best_epoch"),
-        "epochs": trained,
-        "stopped_early": bool(epochs and epochs[-1].get("stopped_early")),
-        "seconds": seconds,
-        "seconds_per_epoch": round(seconds / trained, 1) if seconds and trained else None,
-        "device": device(),
-        "published": PUBLISHED.get((summary["dataset"], summary["method"])),
-        "command": command,
-        "config": str(config_path(summary["dataset"], summary["method"]).relative_to(ROOT)),
-    }
-
-
-def _prefixed(summary: dict, prefix: str) -> dict:
-    return {k.removeprefix(prefix): v for k, v in summary.items() if k.startswith(prefix)}
+    key = (summary["dataset"], summary["method"])
+    return finished_run_record(
+        run_dir,
+        command,
+        lambda summary: {
+            "split": "test",
+            "metrics": prefixed(summary, "test_"),
+            "valid": prefixed(summary, "valid_"),
+        },
+        published=PUBLISHED.get(key),
+        config=str(config_path(*key).relative_to(ROOT)),
+    )
 
 
 def plot_curves() -> list[Path]:
