@@ -44,6 +44,33 @@ def test_block_matches_brute_force_for_every_mask(with_labels):
                     assert bool(block[a, c]) == (rel in relations)
 
 
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_constant_block_agrees_with_the_built_block_for_every_mask(with_labels):
+    """``constant_block`` says True / False only where every / no pair of a one-view-against-one-
+    view block is in the set, and ``block(same_view=...)`` equals the general block."""
+    n = 6
+    labels = torch.tensor([0, 1, 0, 2, 1, 0]) if with_labels else None
+    instance = torch.arange(n)
+    for same_view in (True, False):
+        anchors = RowIds(instance, torch.zeros(n, dtype=torch.long), labels)
+        view_c = torch.full((n,), 0 if same_view else 1, dtype=torch.long)
+        candidates = RowIds(instance, view_c, labels)
+        for size in range(7):
+            for relations in itertools.combinations(list(Relation), size):
+                mask = PairMask.of(relations)
+                general = mask.block(anchors, candidates)
+                known = mask.block(anchors, candidates, same_view=same_view)
+                assert torch.equal(known, general)
+                constant = mask.constant_block(same_view=same_view, labelled=with_labels)
+                if constant is None:  # then this block has pairs in and out of the set
+                    assert bool(general.any()) and not bool(general.all())
+                else:
+                    assert bool(general.all()) if constant else not bool(general.any())
+    assert PairMask.OTHER_VIEW.constant_block(same_view=False) is True
+    assert PairMask.OTHER_VIEW.constant_block(same_view=True) is False
+    assert PairMask.NOT_SELF.constant_block(same_view=True) is None
+
+
 def test_where_and_set_algebra():
     assert PairMask.where(instance="same") == PairMask.of([Relation.SELF, Relation.POSITIVE])
     assert PairMask.NOT_SELF == ~PairMask.SELF

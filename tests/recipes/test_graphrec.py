@@ -322,6 +322,65 @@ def test_lightgcl_term_is_the_library_loss_plus_a_clamped_positive(tmp_path):
     torch.testing.assert_close(task.lightgcl_contrastive(gv, e, ids), per_node[ids].mean())
 
 
+def _shipped_loss(method: str) -> list[str]:
+    """The loss and core settings of ``configs/graph/gowalla_<method>.yaml`` as overrides."""
+    shipped = load_config(CONFIGS / f"gowalla_{method}.yaml")
+    params = ", ".join(f"{k}: {str(v).lower()}" for k, v in shipped.loss.params.items())
+    return [
+        f"loss.name={shipped.loss.name}",
+        f"loss.temperature={shipped.loss.temperature}",
+        f"loss.params={{{params}}}",
+        f"graphrec.core={shipped.graphrec.core}",
+    ]
+
+
+def test_shipped_sgl_config_computes_sgl_torchs_one_directional_term(tmp_path):
+    """SGL-Torch ``calc_ssl_loss`` ('both_side'): per batch row u (repeats counted),
+    LSE_v cos(a_u, b_v)/τ - cos(a_u, b_u)/τ with view-1 anchors only, every node of view 2 as a
+    candidate. The shipped config reaches it through ``simcse`` (one direction)."""
+    task = _task(tmp_path, "sgl", *_shipped_loss("sgl"))
+    assert task.cfg.core == "tiled"
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(30, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(30, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([4, 9, 4, 4, 17, 0, 29])
+    ours = task.contrastive(a, b, ids)
+    an, bn = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    rows = [torch.logsumexp(an[u] @ bn.T / 0.2, 0) - an[u] @ bn[u] / 0.2 for u in ids.tolist()]
+    expected = torch.stack(rows).mean()
+    torch.testing.assert_close(ours, expected)
+    grads = torch.autograd.grad(ours, (a, b))
+    expected_grads = torch.autograd.grad(expected, (a, b))
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want)
+    # the direction matters: swapping the views gives a different value
+    assert not torch.isclose(task.contrastive(b, a, ids), ours)
+
+
+def test_shipped_lightgcl_config_computes_the_official_loss(tmp_path):
+    """HKUDS/LightGCL ``model.py``: mean_u log Σ_v exp(g_u·e_v/τ) - mean_u clamp(g_u·e_u/τ, ±5),
+    SVD-view anchors only, dot products (the official ``+1e-8`` inside the log aside)."""
+    task = _task(tmp_path, "lightgcl", *_shipped_loss("lightgcl"))
+    g = torch.Generator().manual_seed(4)
+    e = torch.randn(30, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    gv = e.detach() + 0.3 * torch.randn(30, 8, generator=g, dtype=torch.float64)
+    gv[:10] *= 2.0
+    gv.requires_grad_(True)
+    ids = torch.tensor([1, 1, 3, 12, 25, 25, 25])
+    tau, c = 0.2, 5.0
+    rows = [
+        torch.logsumexp(gv[u] @ e.T / tau, 0) - torch.clamp(gv[u] @ e[u] / tau, -c, c)
+        for u in ids.tolist()
+    ]
+    expected = torch.stack(rows).mean()
+    ours = task.lightgcl_contrastive(gv, e, ids)
+    torch.testing.assert_close(ours, expected)
+    grads = torch.autograd.grad(ours, (gv, e))
+    expected_grads = torch.autograd.grad(expected, (gv, e))
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want)
+
+
 # -- sampler and views -----------------------------------------------------------------------
 def test_negative_sampler_never_returns_a_training_item(tmp_path):
     task = _task(tmp_path, "lightgcn")
@@ -382,9 +441,12 @@ def test_every_graph_config_loads(path):
     config = load_config(path)
     assert config.recipe == "graphrec"
     assert path.stem == f"{config.graphrec.dataset}_{config.graphrec.method}"
-    if config.graphrec.method != "lightgcn":
+    if config.graphrec.method == "simgcl":  # SELFRec: in-batch, both directions (exchangeable)
         assert config.loss.name == "info_nce"
         assert config.loss.params["same_view_negatives"] is False
+    elif config.graphrec.method != "lightgcn":  # the official one-directional all-node term
+        assert config.loss.name == "simcse" and config.graphrec.cl_negatives == "all"
+    if config.graphrec.method != "lightgcn":
         loss_lib.get(config.loss.name, temperature=config.loss.temperature, **config.loss.params)
 
 

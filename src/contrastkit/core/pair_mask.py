@@ -145,6 +145,25 @@ class PairMask:
     def is_empty(self) -> bool:
         return not self.relations
 
+    def constant_block(self, *, same_view: bool, labelled: bool = False) -> bool | None:
+        """Whether every pair (True) or no pair (False) of a block of one anchor view against
+        one candidate view is in the set, decided from the relations alone; ``None`` when it
+        depends on the pair. ``labelled``: the rows carry labels (without labels another
+        instance never shares the label, so those relations cannot occur).
+
+        ``OTHER_VIEW`` on an other-view block is True, on a same-view block False; ``NOT_SELF``
+        on a same-view block is ``None`` (the diagonal).
+        """
+        possible = {
+            relation
+            for relation, (si, sv, sl) in _FACTS.items()
+            if sv == same_view and (labelled or si or not sl)
+        }
+        inside = possible & self.relations
+        if inside == possible:
+            return True
+        return False if not inside else None
+
     def block(
         self, anchors: RowIds, candidates: RowIds, *, same_view: bool | None = None
     ) -> Tensor:
@@ -154,6 +173,12 @@ class PairMask:
         every pair of the tile is same-view (True) or other-view (False), when the caller knows
         it (a block of one anchor view against one candidate view), which skips that comparison.
         """
+        if same_view is not None:
+            labelled = anchors.label is not None and candidates.label is not None
+            constant = self.constant_block(same_view=same_view, labelled=labelled)
+            if constant is not None:  # e.g. CLIP's other-view set on an other-view block
+                shape = (len(anchors), len(candidates))
+                return torch.full(shape, constant, dtype=torch.bool, device=anchors.view.device)
         if len(self.relations) > len(Relation) // 2:
             # every pair has exactly one relation: the complement is the cheaper set to build
             # (NT-Xent's "all but self" is one comparison instead of five)

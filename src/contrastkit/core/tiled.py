@@ -40,6 +40,51 @@ def _weights(term: Term, anchors: RowIds, candidates: RowIds, dtype: torch.dtype
     return None
 
 
+def _tile_views(ids: RowIds, tile: int) -> list[int | None]:
+    """The view shared by every row of each tile of ``tile`` rows (``None`` where a tile mixes
+    views), with one device-to-host copy for all tiles."""
+    view = ids.view
+    if view.numel() == 0:
+        return []
+    pad = (-view.shape[0]) % tile
+    blocks = torch.cat([view, view[-1:].expand(pad)]).reshape(-1, tile)
+    bounds = torch.stack([blocks.amin(dim=1), blocks.amax(dim=1)], dim=1).tolist()
+    return [low if low == high else None for low, high in bounds]
+
+
+def _tile_masks(
+    terms: Sequence[Term],
+    ids_a: RowIds,
+    ids_c: RowIds,
+    view_a: int | None,
+    view_c: int | None,
+) -> list[Tensor | bool]:
+    """Each term's mask of one tile: ``True`` / ``False`` when the tile is one anchor view
+    against one candidate view and the set holds every / no such pair (no mask is built, e.g.
+    CLIP's other-view set), else the boolean ``[rows, cols]`` block."""
+    labelled = ids_a.label is not None and ids_c.label is not None
+    masks: list[Tensor | bool] = []
+    for term in terms:
+        constant = None
+        if view_a is not None and view_c is not None:
+            constant = term.mask.constant_block(same_view=view_a == view_c, labelled=labelled)
+        masks.append(term.mask.block(ids_a, ids_c) if constant is None else constant)
+    return masks
+
+
+def _any_pair(masks: list[Tensor | bool]) -> bool:
+    return any(m if isinstance(m, bool) else bool(m.any()) for m in masks)
+
+
+def _dense_masks(masks: list[Tensor | bool], like: Tensor) -> list[Tensor]:
+    return [
+        torch.full(like.shape, m, dtype=torch.bool, device=like.device)
+        if isinstance(m, bool)
+        else m
+        for m in masks
+    ]
+
+
 def _logits(a: Tensor, c: Tensor, bias: Tensor | None, scale: Tensor) -> Tensor:
     out = (a * scale) @ c.T  # scaling the [tile, D] rows, not the [tile, tile] product
     return out if bias is None else out + bias[None, :]
@@ -77,6 +122,7 @@ class _TiledPairReduce(torch.autograd.Function):
             else None
             for t in terms
         ]
+        views_a, views_c = _tile_views(anchor_ids, tile), _tile_views(candidate_ids, tile)
         for i0 in range(0, ra, tile):
             ids_a = anchor_ids.select(slice(i0, i0 + tile))
             rows = slice(i0, min(i0 + tile, ra))
@@ -84,8 +130,10 @@ class _TiledPairReduce(torch.autograd.Function):
             top_columns: list[Tensor | None] = [None for _ in terms]
             for j0 in range(0, rc, tile):
                 ids_c = candidate_ids.select(slice(j0, j0 + tile))
-                masks = [term.mask.block(ids_a, ids_c) for term in terms]
-                if not any(bool(m.any()) for m in masks):
+                tile_masks = _tile_masks(
+                    terms, ids_a, ids_c, views_a[i0 // tile], views_c[j0 // tile]
+                )
+                if not _any_pair(tile_masks):
                     continue
                 logits = _logits(
                     anchors[i0 : i0 + tile],
@@ -95,9 +143,12 @@ class _TiledPairReduce(torch.autograd.Function):
                 )
                 if len(terms) == 1 and isinstance(terms[0], LogSumExp) and terms[0].top_k is None:
                     # the common case (one plain log-sum-exp): mask in place, no extra copy
-                    tile_lse = torch.logsumexp(logits.masked_fill_(~masks[0], NEG_INF), dim=1)
+                    if isinstance(tile_masks[0], Tensor):  # else every pair of the tile
+                        logits.masked_fill_(~tile_masks[0], NEG_INF)
+                    tile_lse = torch.logsumexp(logits, dim=1)
                     running[0] = _combine(terms[0], running[0], tile_lse)
                     continue
+                masks = _dense_masks(tile_masks, logits)
                 for k, (term, mask) in enumerate(zip(terms, masks, strict=True)):
                     if not bool(mask.any()):
                         continue
@@ -145,13 +196,16 @@ class _TiledPairReduce(torch.autograd.Function):
         single_lse = len(terms) == 1 and isinstance(terms[0], LogSumExp) and terms[0].top_k is None
         ra, rc = anchors.shape[0], candidates.shape[0]
         g = [(grads[2 * k], grads[2 * k + 1]) for k in range(len(terms))]
+        views_a, views_c = _tile_views(anchor_ids, tile), _tile_views(candidate_ids, tile)
         for i0 in range(0, ra, tile):
             ids_a = anchor_ids.select(slice(i0, i0 + tile))
             rows = slice(i0, min(i0 + tile, ra))
             for j0 in range(0, rc, tile):
                 ids_c = candidate_ids.select(slice(j0, j0 + tile))
-                masks = [term.mask.block(ids_a, ids_c) for term in terms]
-                if not any(bool(m.any()) for m in masks):
+                tile_masks = _tile_masks(
+                    terms, ids_a, ids_c, views_a[i0 // tile], views_c[j0 // tile]
+                )
+                if not _any_pair(tile_masks):
                     continue
                 a, c = anchors[i0 : i0 + tile], candidates[j0 : j0 + tile]
                 dots = a @ c.T if need_scale else None
@@ -164,8 +218,11 @@ class _TiledPairReduce(torch.autograd.Function):
                         continue
                     lse = outputs[0][rows]
                     dlogits = logits.sub_(torch.where(torch.isinf(lse), 0.0, lse)[:, None]).exp_()
-                    dlogits.masked_fill_(~masks[0], 0.0).mul_(g_first[rows][:, None])
+                    if isinstance(tile_masks[0], Tensor):
+                        dlogits.masked_fill_(~tile_masks[0], 0.0)
+                    dlogits.mul_(g_first[rows][:, None])
                 else:
+                    masks = _dense_masks(tile_masks, logits)
                     dlogits = _tile_dlogits(
                         terms, masks, logits, g, outputs, rows, chosen, j0, ids_a, ids_c
                     )

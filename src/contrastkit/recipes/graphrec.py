@@ -17,8 +17,10 @@ best evaluation so far (``best_test_*``, ``best_epoch``; weights in ``best.safet
 stopping on a test metric (``graphrec.patience``, ``graphrec.stop_metric``) is off by default.
 
 Every contrastive term is ``config.loss`` from :mod:`contrastkit.losses` built with
-``reduction="none"`` (the configs use ``info_nce`` with ``same_view_negatives=False``: the
-cross-view ("CLIP") softmax of all four papers), never a copy of the softmax. For a view pair
+``reduction="none"``, never a copy of the softmax. The configs use the cross-view ("CLIP")
+softmax of the papers: ``simcse`` (view-0 anchors against view-1 candidates, one direction, as
+SGL-Torch and LightGCL's code) for SGL and LightGCL, ``info_nce`` with
+``same_view_negatives=False`` (both directions averaged) for SimGCL. For a view pair
 ``(A, B)`` over ``n`` nodes and the anchor nodes ``ids`` of a batch (:meth:`contrastive`):
 
 * ``graphrec.cl_negatives=all`` (SGL-Torch, LightGCL): the candidates are all ``n`` nodes of
@@ -30,9 +32,10 @@ cross-view ("CLIP") softmax of all four papers), never a copy of the softmax. Fo
 * ``graphrec.cl_negatives=batch`` (SELFRec's SGL / SimGCL): the loss on the batch's distinct
   nodes, in-batch negatives, their plain mean.
 
-``info_nce`` averages both directions (``A -> B`` and ``B -> A``); the official codes use the
-``A -> B`` direction only. For SGL and SimGCL the two views are exchangeable (two random views),
-so both directions have the same expectation; for LightGCL see below.
+``simcse`` takes the ``A -> B`` direction only (the official codes, and half the cost of both
+directions with all nodes as candidates); ``info_nce`` averages ``A -> B`` and ``B -> A``. For
+SGL and SimGCL the two views are exchangeable (two random views), so both have the same
+expectation; for LightGCL the direction matters (see :meth:`GraphRecTask.lightgcl_contrastive`).
 
 Methods (per batch of interactions ``(u, p, n)``; ``e`` = final embeddings):
 
@@ -51,9 +54,8 @@ Methods (per batch of interactions ``(u, p, n)``; ``e`` = final embeddings):
 
 Deviations from the official codes (deliberate):
 
-* the contrastive terms average both directions (``info_nce``); the official codes use one.
-  For LightGCL this changes the loss (see :meth:`GraphRecTask.lightgcl_contrastive`), for SGL
-  and SimGCL not its expectation;
+* SimGCL's contrastive term averages both directions (``info_nce``); SELFRec uses one (the
+  same expectation: the two noise views are exchangeable);
 * no ``+1e-8`` inside LightGCL's log; SGL-Torch sums BPR, InfoNCE and L2 over the batch, here
   they are means (the same relative weights; only the overall scale, to which Adam is nearly
   invariant, differs);
@@ -385,13 +387,13 @@ class GraphRecTask:
 
             L_s = mean_u log(Σ_{v ∈ all} exp(g_u·e_v / τ) + 1e-8) - mean_u clamp(g_u·e_u / τ, ±5)
 
-        Here: ``contrastive(g, e, ids)`` (``info_nce``, cross-view softmax over all nodes,
-        ``normalize=False`` in the config) gives ``mean_u [½ LSE_v(g_u·e_v/τ) + ½ LSE_v(e_u·g_v/τ)
-        - g_u·e_u/τ]``, and the separate positive term ``mean_u [g_u·e_u/τ - clamp(g_u·e_u/τ,
-        ±c)]`` turns its unclamped positive into the clamped one. Differences to the official
-        loss: the denominator is the mean of both directions (``info_nce`` is symmetric; the
-        official code has the SVD-view anchors ``g_u`` only) and there is no ``+1e-8`` inside
-        the log. The clamp and all-node denominators are as in the official code.
+        Here: ``contrastive(g, e, ids)`` with the config's ``simcse`` (``g`` anchors, all nodes
+        of ``e`` as candidates, ``normalize=False``) gives ``mean_u [LSE_v(g_u·e_v/τ) -
+        g_u·e_u/τ]``, and the separate positive term ``mean_u [g_u·e_u/τ - clamp(g_u·e_u/τ,
+        ±c)]`` turns its unclamped positive into the clamped one: the official loss but for the
+        ``+1e-8`` inside the log. With ``info_nce`` (``same_view_negatives=False``) the
+        denominator is instead the mean of both directions, ``½ LSE_v(g_u·e_v/τ) +
+        ½ LSE_v(e_u·g_v/τ)`` (a different loss; used before the configs switched to ``simcse``).
         """
         assert isinstance(self.criterion, loss_lib.LossModule)
         hyper = self.criterion.current_hyperparameters()
