@@ -66,9 +66,9 @@ def test_constant_block_agrees_with_the_built_block_for_every_mask(with_labels):
                     assert bool(general.any()) and not bool(general.all())
                 else:
                     assert bool(general.all()) if constant else not bool(general.any())
-    assert PairMask.OTHER_VIEW.constant_block(same_view=False) is True
-    assert PairMask.OTHER_VIEW.constant_block(same_view=True) is False
-    assert PairMask.NOT_SELF.constant_block(same_view=True) is None
+    assert PairMask.OTHER_VIEW.constant_block(same_view=False, labelled=True) is True
+    assert PairMask.OTHER_VIEW.constant_block(same_view=True, labelled=False) is False
+    assert PairMask.NOT_SELF.constant_block(same_view=True, labelled=False) is None
 
 
 def test_where_and_set_algebra():

@@ -11,6 +11,7 @@ from contrastkit.core import (
     InstanceWeights,
     LogSumExp,
     PairMask,
+    Relation,
     RowIds,
     SoftmaxMean,
     WeightedSum,
@@ -213,3 +214,84 @@ def test_half_precision_inputs_match_dense_on_every_path(name, impl, dtype):
     torch.testing.assert_close(results[impl][1], results["dense"][1], rtol=1e-2, atol=1e-3)
     exact = case.fn(z.double(), *extras)
     torch.testing.assert_close(results["dense"][0].double(), exact, rtol=1e-5, atol=1e-6)
+
+
+def test_tile_views_names_the_view_of_single_view_tiles_only():
+    from contrastkit.core.tiled import _tile_views
+
+    view = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2])
+    ids = RowIds(torch.arange(8), view)
+    assert _tile_views(ids, 3) == [0, 1, None]  # rows 0-2, 3-5, 6-7 (views 1 and 2)
+    assert _tile_views(ids, 4) == [None, None]
+    assert _tile_views(ids, 1) == view.tolist()
+    assert _tile_views(ids, 100) == [None]
+    assert _tile_views(RowIds(torch.arange(0), torch.arange(0)), 4) == []
+
+
+def test_one_view_against_another_builds_no_mask(monkeypatch):
+    """simcse (view-0 anchors, view-1 candidates): every tile holds only other-view pairs, so
+    the tiled core builds no mask, and still equals the dense path."""
+    from contrastkit.losses import simcse
+
+    built = []
+    original = PairMask.block
+
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        return original(self, *args, **kwargs)
+
+    z = random_batch(9, 2, 4, seed=3)
+    outs = []
+    for impl in ("dense", "tiled"):
+        zz = z.clone().requires_grad_(True)
+        if impl == "tiled":
+            monkeypatch.setattr(PairMask, "block", counting)
+        with core_backend(impl, tile_size=4):
+            out = simcse(zz, reduction="none")
+        outs.append((out, torch.autograd.grad(out.sum(), zz)[0]))
+    assert built == []
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["view_major", "shuffled"])
+@pytest.mark.parametrize("labelled_side", ["anchors", "candidates", "both"])
+def test_tiles_with_labels_on_one_or_both_sides_equal_dense(labelled_side, layout):
+    """View-major rows (single-view tiles: the constant-tile shortcut) or shuffled rows (tiles
+    mix views), labels on one side, or both: every term equals the dense path."""
+    g = torch.Generator().manual_seed(5)
+    n, v = 7, 3
+    ids = RowIds.for_batch(n, v, labels=torch.randint(0, 3, (n,), generator=g))
+    if layout == "shuffled":
+        order = torch.randperm(n * v, generator=g)
+    else:
+        order = torch.arange(n * v).reshape(n, v).T.flatten()
+    ids = ids.select(order)
+    bare = RowIds(ids.instance, ids.view)
+    anchor_ids, candidate_ids = {
+        "anchors": (ids, bare),
+        "candidates": (bare, ids),
+        "both": (ids, ids),
+    }[labelled_side]
+    a = torch.randn(n * v, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(n * v, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    terms = [
+        LogSumExp(PairMask.OTHER_VIEW),
+        LogSumExp(PairMask.NOT_SELF),
+        WeightedSum(PairMask.where(label="same") - PairMask.SELF),
+        SoftmaxMean(PairMask.NEGATIVES),
+        # constant on other-view tiles only when another instance never shares the label
+        LogSumExp(PairMask.of([Relation.POSITIVE, Relation.OTHER_LABEL_OTHER_VIEW])),
+    ]
+    results = []
+    for tile in (3, 4, 100):
+        out = tiled_pair_reduce(a, c, anchor_ids, candidate_ids, terms, scale=2.0, tile_size=tile)
+        flat = torch.cat([t.reshape(-1) if torch.is_tensor(t) else torch.cat(t) for t in out])
+        results.append((flat, torch.autograd.grad(flat.sum(), (a, c))))
+    dense = dense_pair_reduce(a, c, anchor_ids, candidate_ids, terms, scale=2.0)
+    dense_flat = torch.cat([t.reshape(-1) if torch.is_tensor(t) else torch.cat(t) for t in dense])
+    expected = torch.autograd.grad(dense_flat.sum(), (a, c))
+    for flat, grads in results:
+        torch.testing.assert_close(flat, dense_flat, rtol=1e-10, atol=1e-12)
+        for got, want in zip(grads, expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

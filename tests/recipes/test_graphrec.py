@@ -335,7 +335,7 @@ def _shipped_loss(method: str) -> list[str]:
 
 
 def test_shipped_sgl_config_computes_sgl_torchs_one_directional_term(tmp_path):
-    """SGL-Torch ``calc_ssl_loss`` ('both_side'): per batch row u (repeats counted),
+    """SGL-Torch's SSL term (``ssl_mode='both_side'``): per batch row u (repeats counted),
     LSE_v cos(a_u, b_v)/τ - cos(a_u, b_u)/τ with view-1 anchors only, every node of view 2 as a
     candidate. The shipped config reaches it through ``simcse`` (one direction)."""
     task = _task(tmp_path, "sgl", *_shipped_loss("sgl"))

@@ -145,11 +145,12 @@ class PairMask:
     def is_empty(self) -> bool:
         return not self.relations
 
-    def constant_block(self, *, same_view: bool, labelled: bool = False) -> bool | None:
+    def constant_block(self, *, same_view: bool, labelled: bool) -> bool | None:
         """Whether every pair (True) or no pair (False) of a block of one anchor view against
         one candidate view is in the set, decided from the relations alone; ``None`` when it
-        depends on the pair. ``labelled``: the rows carry labels (without labels another
-        instance never shares the label, so those relations cannot occur).
+        depends on the pair. ``labelled``: both sides carry labels (as :meth:`block` decides;
+        without labels another instance never shares the label, so those relations cannot
+        occur). ``labelled=True`` is always safe, only less often constant.
 
         ``OTHER_VIEW`` on an other-view block is True, on a same-view block False; ``NOT_SELF``
         on a same-view block is ``None`` (the diagonal).

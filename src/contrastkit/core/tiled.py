@@ -68,7 +68,11 @@ def _tile_masks(
         constant = None
         if view_a is not None and view_c is not None:
             constant = term.mask.constant_block(same_view=view_a == view_c, labelled=labelled)
-        masks.append(term.mask.block(ids_a, ids_c) if constant is None else constant)
+        if constant is None:
+            same_view = None if view_a is None or view_c is None else view_a == view_c
+            masks.append(term.mask.block(ids_a, ids_c, same_view=same_view))
+        else:
+            masks.append(constant)
     return masks
 
 
