@@ -19,7 +19,9 @@ not trained by this invocation keeps its earlier command) and ``benchmarks/resul
 folder, finished or not (the curve of a run still going, or killed and resumable), plotted
 as ``benchmarks/results/graph_curves_<dataset>.png`` (test Recall@20 against epochs).
 ``--timing STEPS`` times STEPS training steps per method (after one warm-up step) plus one
-full-ranking evaluation, and writes ``benchmarks/results/graph_timing.json``.
+full-ranking evaluation, with the ``--set`` overrides (``--set graphrec.core=dense`` times the
+dense core), and writes ``benchmarks/results/graph_timing.json`` (a record replaces the one of
+the same dataset, method, loss and core).
 
 Protocol: LightGCN's Gowalla split (MovieLens 100K: a seeded random 80 / 20 split of each
 user's items), no validation set; the test set is evaluated every
@@ -82,9 +84,12 @@ def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Pa
     return output
 
 
-def time_epochs(datasets: list[str], methods: list[str], steps: int, command: str) -> list[dict]:
+def time_epochs(
+    datasets: list[str], methods: list[str], steps: int, command: str, overrides: list[str]
+) -> list[dict]:
     """Seconds per training epoch of each method, from ``steps`` timed training steps (after
-    one warm-up step) with the config's batch size, and the seconds of one evaluation."""
+    one warm-up step) with the config's batch size (and ``overrides``, e.g.
+    ``graphrec.core=dense``), and the seconds of one evaluation."""
     import torch
 
     from contrastkit.recipes.graphrec import GraphRecTask, load_graph
@@ -94,7 +99,7 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
     for dataset in datasets:
         graph = None
         for method in methods:
-            config = load_config(config_path(dataset, method))
+            config = load_config(config_path(dataset, method), overrides)
             if graph is None:
                 graph = load_graph(config.graphrec)
             task = GraphRecTask(config, graph, ROOT / "runs" / "timing")
@@ -124,6 +129,7 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
                 {
                     "dataset": dataset,
                     "method": method,
+                    **timing_key(config),
                     "seconds_per_step": round(per_step, 3),
                     "steps_per_epoch": steps_per_epoch,
                     "batch_size": batch,
@@ -141,6 +147,20 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
             )
             print(json.dumps(records[-1]), flush=True)
     return records
+
+
+def timing_key(config) -> dict:
+    """What a timing depends on besides dataset and method: the contrastive loss and core."""
+    contrastive = config.graphrec.method != "lightgcn"
+    return {
+        "loss": config.loss.name if contrastive else None,
+        "core": config.graphrec.core if contrastive else None,
+    }
+
+
+def timing_identity(record: dict) -> tuple:
+    """A timing record replaces an older one of the same dataset, method, loss and core."""
+    return tuple(record.get(k) for k in ("dataset", "method", "loss", "core"))
 
 
 def run_record(run: Path, command: str) -> dict | None:
@@ -294,13 +314,13 @@ def main() -> int:
     if args.seeds and any(item.split("=", 1)[0].strip() == "train.seed" for item in args.set):
         parser.error("--seeds sets train.seed for each run; do not also pass train.seed in --set")
     if args.timing:
-        records = time_epochs(args.datasets, args.methods, args.timing, command)
+        records = time_epochs(args.datasets, args.methods, args.timing, command, args.set)
         path = RESULTS / "graph_timing.json"
-        done = {(r["dataset"], r["method"]) for r in records}
+        done = {timing_identity(r) for r in records}
         kept = [
             r
             for r in (json.loads(path.read_text()) if path.is_file() else [])
-            if (r["dataset"], r["method"]) not in done
+            if timing_identity(r) not in done
         ]
         RESULTS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(kept + records, indent=2) + "\n")
