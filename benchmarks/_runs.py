@@ -86,7 +86,29 @@ def finished_run_record(
     }
 
 
-UNKNOWN = "unknown: not trained by this invocation and absent from the earlier results file"
+UNKNOWN = (
+    "unknown: not trained by this invocation, absent from the earlier results file, and no "
+    "command noted in the run folder"
+)
+COMMANDS = "benchmark_commands.jsonl"  # in a run folder: one line per start or resume
+
+
+def note_command(run_dir: Path, command: str) -> None:
+    """Append ``command`` and this machine's device to the run folder's :data:`COMMANDS`
+    (called by a benchmark script each time it starts or resumes the run), so that a later
+    ``--collect`` can name the command that trained the run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / COMMANDS, "a") as handle:
+        handle.write(json.dumps({"command": command, "device": device()}) + "\n")
+
+
+def noted_command(run_dir: Path) -> dict | None:
+    """The first command noted in the run folder (the one that started the run; a resume
+    repeats it, usually), or ``None``."""
+    for record in read_metrics(run_dir / COMMANDS):
+        if "command" in record:
+            return {"command": record["command"], "device": record.get("device", UNKNOWN)}
+    return None
 
 
 def collect_runs(
@@ -98,9 +120,10 @@ def collect_runs(
 ) -> list[dict]:
     """``record(run_dir, command)`` of every finished run under ``runs`` (a ``summary.json``).
     A run not trained by this invocation keeps the command and device of its record in the
-    earlier ``results`` file (matched by the record's ``run``); without such a record both
-    are :data:`UNKNOWN` rather than this invocation's (which did not train it). ``record`` may
-    return ``None`` to skip a folder (another recipe's run)."""
+    earlier ``results`` file (matched by the record's ``run``), else those noted in the run
+    folder (:func:`note_command`); without either both are :data:`UNKNOWN` rather than this
+    invocation's (which did not train it). ``record`` may return ``None`` to skip a folder
+    (another recipe's run)."""
     previous = {}
     if results.is_file():
         previous = {r["run"]: r for r in json.loads(results.read_text()) if "run" in r}
@@ -111,7 +134,8 @@ def collect_runs(
         if rec is None:
             continue
         if output not in trained_now:
-            old = previous.get(rec["run"], {"command": UNKNOWN, "device": UNKNOWN})
+            fallback = noted_command(output) or {"command": UNKNOWN, "device": UNKNOWN}
+            old = previous.get(rec["run"], fallback)
             rec["command"], rec["device"] = old["command"], old["device"]
         records.append(rec)
     return records

@@ -42,6 +42,7 @@ from _runs import (
     device,
     finished_run_record,
     mean_std,
+    note_command,
     prefixed,
     read_metrics,
 )
@@ -80,6 +81,7 @@ def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Pa
     checkpoints = output / "checkpoints"
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {output.name} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
+    note_command(output, command_line())
     run_graphrec_training(config, output, resume=resume)
     return output
 

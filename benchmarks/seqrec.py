@@ -28,6 +28,7 @@ from _runs import (
     command_line,
     device,
     finished_run_record,
+    note_command,
     prefixed,
     read_metrics,
 )
@@ -63,6 +64,7 @@ def run(dataset: str, method: str, overrides: list[str]) -> Path:
     checkpoints = output / "checkpoints"
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
+    note_command(output, command_line())
     run_seqrec_training(config, output, resume=resume)
     return output
 

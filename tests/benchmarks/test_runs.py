@@ -1,0 +1,44 @@
+"""The benchmark scripts' run-folder records (benchmarks/_runs.py): which command a collected
+record names."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks._runs import UNKNOWN, collect_runs, note_command, noted_command
+
+
+def _finished(run_dir, name):
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps({"name": name}))
+
+
+def _record(run_dir, command):
+    return {"run": run_dir.name, "command": command, "device": "this machine"}
+
+
+def test_a_collected_run_names_the_command_that_trained_it(tmp_path):
+    runs = tmp_path / "runs"
+    results = tmp_path / "results.json"
+    for name in ("a", "b", "c", "d"):
+        _finished(runs / name, name)
+    note_command(runs / "b", "python bench.py --methods b")
+    note_command(runs / "b", "python bench.py --methods b --resume-again")  # a later resume
+    note_command(runs / "c", "python bench.py --methods c")
+    results.write_text(json.dumps([{"run": "c", "command": "from results", "device": "gpu"}]))
+    records = {
+        r["run"]: r
+        for r in collect_runs(runs, results, _record, "python bench.py --collect", {runs / "a"})
+    }
+    assert records["a"]["command"] == "python bench.py --collect"  # trained by this invocation
+    assert records["b"]["command"] == "python bench.py --methods b"  # noted when it started
+    assert records["c"]["command"] == "from results"  # the earlier results file wins
+    assert records["d"]["command"] == UNKNOWN and records["d"]["device"] == UNKNOWN
+
+
+def test_noted_command_skips_a_half_written_line(tmp_path):
+    run = tmp_path / "run"
+    assert noted_command(run) is None
+    run.mkdir()
+    (run / "benchmark_commands.jsonl").write_text('{"comm\n{"command": "python x.py"}\n')
+    assert noted_command(run)["command"] == "python x.py"
