@@ -181,7 +181,12 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, help="train.epochs (default: the config's 200)")
     parser.add_argument("--collect", action="store_true", help="only tabulate finished runs")
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run"
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every run (repeatable: every --set adds to the list)",
     )
     parser.add_argument("--tag", help="name part of the run folders (needed with --set)")
     parser.add_argument(

@@ -238,7 +238,12 @@ def main() -> int:
         "--timing", type=int, metavar="STEPS", help="instead: time STEPS training steps per method"
     )
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run"
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every run (repeatable: every --set adds to the list)",
     )
     args = parser.parse_args()
     command = command_line()
