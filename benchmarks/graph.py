@@ -318,8 +318,14 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
     command = command_line()
-    if args.seeds and any(item.split("=", 1)[0].strip() == "train.seed" for item in args.set):
+    keys = {item.split("=", 1)[0].strip() for item in args.set}
+    if args.seeds and "train.seed" in keys:
         parser.error("--seeds sets train.seed for each run; do not also pass train.seed in --set")
+    if "graphrec.valid_fraction" in keys and not args.timing:
+        parser.error(
+            "the benchmark reports test-split runs in runs/graph/<dataset>_<method>; train "
+            "validation runs (graphrec.valid_fraction) with `contrastkit train --output ...`"
+        )
     if args.timing:
         records = time_epochs(args.datasets, args.methods, args.timing, command, args.set)
         path = RESULTS / "graph_timing.json"

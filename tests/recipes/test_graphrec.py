@@ -113,6 +113,28 @@ def test_every_method_trains_and_reports_full_ranking_metrics(tmp_path, method):
     assert f"| file | {method} |" in (tmp_path / "run" / "results.md").read_text()
 
 
+def test_a_validation_split_is_held_out_of_the_training_items(tmp_path):
+    """valid_fraction: the validation items are a seeded part of each user's training items,
+    never trained on; the run reports valid_* metrics only, and early-stops on them."""
+    data = _write_dataset(tmp_path / "data")
+    plain = graphrec.load_graph(_config(data, "lightgcn").graphrec)
+    config = _config(data, "lightgcn", "graphrec.valid_fraction=0.25", "graphrec.patience=5")
+    split = graphrec.load_graph(config.graphrec)
+    for u in range(plain.num_users):
+        train, valid = set(split.train[u].tolist()), set(split.test[u].tolist())
+        assert not train & valid and train | valid == set(plain.train[u].tolist())
+        assert len(valid) == round(0.25 * len(plain.train[u]))
+    assert graphrec.load_graph(config.graphrec).test[3].tolist() == split.test[3].tolist()
+    summary = graphrec.run_graphrec_training(config, tmp_path / "run", echo=False)
+    assert summary["evaluated_on"] == "valid"
+    assert summary["data"] == {"users": 48, "items": 60, "train": 192, "valid": 96}
+    assert "valid_Recall@20" in summary and "best_valid_NDCG@20" in summary
+    assert not any(key.startswith(("test_", "best_test_")) for key in summary)
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["score"] == max(r["valid_Recall@20"] for r in _records(tmp_path / "run"))
+    assert f"| {summary['valid_Recall@10']:.4f} |" in (tmp_path / "run" / "results.md").read_text()
+
+
 def test_lightgcn_learns_the_planted_structure(tmp_path):
     """Test items come from the user's own block of 15 items: far above the random Recall@20
     (about 20 / 54 of the 54 unexcluded items, and most of them outside the block)."""
@@ -512,6 +534,8 @@ def test_ml100k_dataset_reads_u_data_from_graphrec_path(tmp_path):
         ("graphrec.test_fraction=0.2", "split ml100k only"),
         ("graphrec.path=/tmp", "not read for graphrec.dataset=gowalla"),
         ("graphrec.test_fraction=1.0", "test_fraction"),
+        ("graphrec.valid_fraction=0", "valid_fraction"),
+        ("graphrec.valid_fraction=1.0", "valid_fraction"),
         ("graphrec.edge_dropout=1.0", "edge_dropout"),
         ("graphrec.edge_dropout=-0.1", "edge_dropout"),
         ("graphrec.cl_negatives=some", "cl_negatives"),

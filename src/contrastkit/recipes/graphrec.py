@@ -13,7 +13,10 @@ with the user's training items excluded: Recall@k and NDCG@k (k = 10, 20, 40) av
 users that have a test item. There is **no validation split**: the published protocol evaluates
 the test set every few epochs (LightGCN, LightGCL report the test metrics; SGL-Torch also stops
 early on them). The recipe reports the test metrics of the final weights (``test_*``) and of the
-best evaluation so far (``best_test_*``, ``best_epoch``; weights in ``best.safetensors``); early
+best evaluation so far (``best_test_*``, ``best_epoch``; weights in ``best.safetensors``). With
+``graphrec.valid_fraction`` it holds that share of each user's training items out as a
+validation set, trains on the rest and reports ``valid_*`` / ``best_valid_*`` instead (for
+tuning; the test items are then neither trained on nor evaluated); early
 stopping on a test metric (``graphrec.patience``, ``graphrec.stop_metric``) is off by default.
 
 Every contrastive term is ``config.loss`` from :mod:`contrastkit.losses` built with
@@ -86,6 +89,7 @@ from contrastkit.data.graphs import (
     InteractionGraph,
     load_lightgcn_dataset,
     load_movielens_graph,
+    random_split_graph,
 )
 from contrastkit.data.images import data_root
 from contrastkit.encoders.lightgcn import LightGCN, bpr_loss, to_csr
@@ -103,7 +107,25 @@ DATASET_FOLDERS = {"gowalla": "lightgcn_gowalla", "ml100k": "movielens_100k"}
 def load_graph(cfg: GraphRecConfig) -> InteractionGraph:
     """The configured interaction graph: LightGCN-format ``train.txt`` + ``test.txt``
     (``gowalla``, ``file``), or MovieLens 100K's ``u.data`` with a seeded random per-user split
-    (``ml100k``: ``test_fraction``, ``split_seed``)."""
+    (``ml100k``: ``test_fraction``, ``split_seed``). With ``valid_fraction`` the returned
+    graph's ``test`` is instead a validation set: :func:`random_split_graph` of the training
+    items (seed ``split_seed``, 0 when null), its ``train`` the rest."""
+    graph = _load_split(cfg)
+    if cfg.valid_fraction is None:
+        return graph
+    seed = 0 if cfg.split_seed is None else cfg.split_seed
+    return random_split_graph(
+        graph.train, graph.num_items, test_fraction=cfg.valid_fraction, seed=seed
+    )
+
+
+def evaluated_split(cfg: GraphRecConfig) -> str:
+    """``"valid"`` with a validation split (``valid_fraction``), else ``"test"``: the prefix of
+    the metric names."""
+    return "test" if cfg.valid_fraction is None else "valid"
+
+
+def _load_split(cfg: GraphRecConfig) -> InteractionGraph:
     if cfg.dataset == "file":
         assert cfg.path is not None
         return load_lightgcn_dataset(cfg.path)
@@ -432,8 +454,9 @@ class GraphRecTask:
 
     @torch.no_grad()
     def ranking_metrics(self) -> dict[str, float]:
-        """Test Recall@k / NDCG@k (k = 10, 20, 40): full ranking over all items, each user's
-        training items excluded, means over the users with a test item."""
+        """Test (or validation, see :func:`evaluated_split`) Recall@k / NDCG@k (k = 10, 20,
+        40): full ranking over all items, each user's training items excluded, means over the
+        users with a held-out item."""
         was_training = self.model.training
         self.model.eval()
         try:
@@ -448,7 +471,8 @@ class GraphRecTask:
             )
         finally:
             self.model.train(was_training)
-        return {f"test_{key}": float(value) for key, value in metrics.items()}
+        split = evaluated_split(self.cfg)
+        return {f"{split}_{key}": float(value) for key, value in metrics.items()}
 
     def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
         if self._last_eval is not None and self._last_eval[0] == epoch:
@@ -456,7 +480,7 @@ class GraphRecTask:
         else:
             metrics = self.ranking_metrics()
             self._last_eval = (epoch, metrics)
-        key = f"test_{self.cfg.stop_metric}"
+        key = f"{evaluated_split(self.cfg)}_{self.cfg.stop_metric}"
         self.tracker.update(metrics[key], epoch, self.model, count=not final, metrics=dict(metrics))
         result: dict[str, Any] = {
             **metrics,
@@ -479,14 +503,16 @@ def run_graphrec_training(
     output = Path(output)
     graph = load_graph(config.graphrec)
     task = GraphRecTask(config, graph, output)
+    split = evaluated_split(config.graphrec)
     header = {
         "dataset": config.graphrec.dataset,
         "method": config.graphrec.method,
+        "evaluated_on": split,
         "data": {
             "users": graph.num_users,
             "items": graph.num_items,
             "train": graph.num_train,
-            "test": graph.num_test,
+            split: graph.num_test,
         },
     }
     return fit_and_summarize(
@@ -502,22 +528,28 @@ def run_graphrec_training(
 
 
 def metrics_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: one row per run, test Recall@k / NDCG@k of the final weights, the best
-    Recall@20 / NDCG@20 over the evaluations and its epoch, the epochs trained."""
+    """Markdown: one row per run, test (or validation) Recall@k / NDCG@k of the final weights,
+    the best Recall@20 / NDCG@20 over the evaluations and its epoch, the epochs trained, and
+    the split evaluated (``test`` or ``valid``)."""
     names = [f"{m}@{k}" for k in KS for m in ("Recall", "NDCG")]
     lines = [
         "| dataset | method | "
         + " | ".join(names)
-        + " | best Recall@20 / NDCG@20 | best epoch | epochs |",
-        "|---" * (len(names) + 5) + "|",
+        + " | best Recall@20 / NDCG@20 | best epoch | epochs | split |",
+        "|---" * (len(names) + 6) + "|",
     ]
     nan = float("nan")
     for r in rows:
-        cells = [f"{r.get(f'test_{n}', nan):.4f}" for n in names]
-        best = f"{r.get('best_test_Recall@20', nan):.4f} / {r.get('best_test_NDCG@20', nan):.4f}"
+        split = r.get("evaluated_on", "test")
+        cells = [f"{r.get(f'{split}_{n}', nan):.4f}" for n in names]
+        best = (
+            f"{r.get(f'best_{split}_Recall@20', nan):.4f} / "
+            f"{r.get(f'best_{split}_NDCG@20', nan):.4f}"
+        )
         lines.append(
             f"| {r['dataset']} | {r['method']} | "
             + " | ".join(cells)
-            + f" | {best} | {r.get('best_epoch', '—')} | {r.get('epochs_trained', '—')} |"
+            + f" | {best} | {r.get('best_epoch', '—')} | {r.get('epochs_trained', '—')}"
+            + f" | {split} |"
         )
     return "\n".join(lines)

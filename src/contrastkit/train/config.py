@@ -260,6 +260,10 @@ class GraphRecConfig:
     # seed of that split (not the training seed)
     test_fraction: float | None = None
     split_seed: int | None = None
+    # tuning (any dataset): hold out this share of each user's *training* items as a validation
+    # set, train on the rest and evaluate (and early-stop) on it instead of the test set; the
+    # metrics are then named valid_*. null: no validation split (the published protocols)
+    valid_fraction: float | None = None
     method: str = "lightgcn"  # lightgcn | sgl | simgcl | lightgcl
     dim: int = 64
     layers: int = 3  # propagation steps (0 = matrix factorisation, lightgcn only)
@@ -303,6 +307,10 @@ class GraphRecConfig:
         if not 0.0 <= self.edge_dropout < 1.0:
             raise ConfigError(
                 f"config key graphrec.edge_dropout must be in [0, 1); got {self.edge_dropout}"
+            )
+        if self.valid_fraction is not None and not 0.0 < self.valid_fraction < 1.0:
+            raise ConfigError(
+                f"config key graphrec.valid_fraction must be in (0, 1); got {self.valid_fraction}"
             )
         if self.test_fraction is not None and not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(
