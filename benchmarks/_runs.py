@@ -93,18 +93,20 @@ UNKNOWN = (
 COMMANDS = "benchmark_commands.jsonl"  # in a run folder: one line per start or resume
 
 
-def note_command(run_dir: Path, command: str) -> None:
-    """Append ``command`` and this machine's device to the run folder's :data:`COMMANDS`
-    (called by a benchmark script each time it starts or resumes the run), so that a later
-    ``--collect`` can name the command that trained the run."""
+def note_command(run_dir: Path, command: str, *, fresh: bool) -> None:
+    """Note ``command`` and this machine's device in the run folder's :data:`COMMANDS` (called
+    by a benchmark script each time it starts or resumes the run), so that a later
+    ``--collect`` can name the command that started the run. ``fresh`` (a new run: no
+    checkpoint) replaces the notes of an earlier attempt that never reached a checkpoint;
+    a resume appends."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / COMMANDS, "a") as handle:
+    with open(run_dir / COMMANDS, "w" if fresh else "a") as handle:
         handle.write(json.dumps({"command": command, "device": device()}) + "\n")
 
 
 def noted_command(run_dir: Path) -> dict | None:
-    """The first command noted in the run folder (the one that started the run; a resume
-    repeats it, usually), or ``None``."""
+    """The first command noted in the run folder: the one that started the run (a later
+    resume, usually the same command, is appended after it), or ``None``."""
     for record in read_metrics(run_dir / COMMANDS):
         if "command" in record:
             return {"command": record["command"], "device": record.get("device", UNKNOWN)}

@@ -81,7 +81,7 @@ def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Pa
     checkpoints = output / "checkpoints"
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {output.name} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
-    note_command(output, command_line())
+    note_command(output, command_line(), fresh=not resume)
     run_graphrec_training(config, output, resume=resume)
     return output
 
@@ -132,6 +132,7 @@ def time_epochs(
                     "dataset": dataset,
                     "method": method,
                     **timing_key(config),
+                    "overrides": sorted(overrides),
                     "seconds_per_step": round(per_step, 3),
                     "steps_per_epoch": steps_per_epoch,
                     "batch_size": batch,
@@ -161,8 +162,10 @@ def timing_key(config) -> dict:
 
 
 def timing_identity(record: dict) -> tuple:
-    """A timing record replaces an older one of the same dataset, method, loss and core."""
-    return tuple(record.get(k) for k in ("dataset", "method", "loss", "core"))
+    """A timing record replaces an older one of the same dataset, method, loss, core and
+    ``--set`` overrides (none for the older records)."""
+    keys = ("dataset", "method", "loss", "core")
+    return (*(record.get(k) for k in keys), tuple(record.get("overrides", [])))
 
 
 def run_record(run: Path, command: str) -> dict | None:
@@ -170,8 +173,8 @@ def run_record(run: Path, command: str) -> dict | None:
     from contrastkit.train.config import load_config
 
     config = load_config(run / "config.yaml")
-    if config.recipe != "graphrec":
-        return None
+    if config.recipe != "graphrec" or config.graphrec.valid_fraction is not None:
+        return None  # another recipe's run, or a validation (tuning) run
     key = (config.graphrec.dataset, config.graphrec.method)
     return finished_run_record(
         run,
@@ -195,7 +198,7 @@ def curve_records() -> list[dict]:
     for saved in sorted(RUNS.glob("*/config.yaml")):
         run = saved.parent
         config = load_config(saved)
-        if config.recipe != "graphrec":
+        if config.recipe != "graphrec" or config.graphrec.valid_fraction is not None:
             continue
         epochs = read_metrics(run / "metrics.jsonl")
         evaluations = [
@@ -321,7 +324,7 @@ def main() -> int:
     keys = {item.split("=", 1)[0].strip() for item in args.set}
     if args.seeds and "train.seed" in keys:
         parser.error("--seeds sets train.seed for each run; do not also pass train.seed in --set")
-    if "graphrec.valid_fraction" in keys and not args.timing:
+    if "graphrec.valid_fraction" in keys:
         parser.error(
             "the benchmark reports test-split runs in runs/graph/<dataset>_<method>; train "
             "validation runs (graphrec.valid_fraction) with `contrastkit train --output ...`"

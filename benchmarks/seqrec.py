@@ -64,7 +64,7 @@ def run(dataset: str, method: str, overrides: list[str]) -> Path:
     checkpoints = output / "checkpoints"
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
-    note_command(output, command_line())
+    note_command(output, command_line(), fresh=not resume)
     run_seqrec_training(config, output, resume=resume)
     return output
 

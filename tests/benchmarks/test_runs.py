@@ -22,9 +22,10 @@ def test_a_collected_run_names_the_command_that_trained_it(tmp_path):
     results = tmp_path / "results.json"
     for name in ("a", "b", "c", "d"):
         _finished(runs / name, name)
-    note_command(runs / "b", "python bench.py --methods b")
-    note_command(runs / "b", "python bench.py --methods b --resume-again")  # a later resume
-    note_command(runs / "c", "python bench.py --methods c")
+    note_command(runs / "b", "python bench.py --set killed-before-a-checkpoint", fresh=True)
+    note_command(runs / "b", "python bench.py --methods b", fresh=True)  # started again
+    note_command(runs / "b", "python bench.py --methods b --resume-again", fresh=False)
+    note_command(runs / "c", "python bench.py --methods c", fresh=True)
     results.write_text(json.dumps([{"run": "c", "command": "from results", "device": "gpu"}]))
     records = {
         r["run"]: r

@@ -115,7 +115,7 @@ def test_every_method_trains_and_reports_full_ranking_metrics(tmp_path, method):
 
 def test_a_validation_split_is_held_out_of_the_training_items(tmp_path):
     """valid_fraction: the validation items are a seeded part of each user's training items,
-    never trained on; the run reports valid_* metrics only, and early-stops on them."""
+    never trained on; the run reports valid_* metrics only, selects and early-stops on them."""
     data = _write_dataset(tmp_path / "data")
     plain = graphrec.load_graph(_config(data, "lightgcn").graphrec)
     config = _config(data, "lightgcn", "graphrec.valid_fraction=0.25", "graphrec.patience=5")
@@ -133,6 +133,31 @@ def test_a_validation_split_is_held_out_of_the_training_items(tmp_path):
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     assert best["score"] == max(r["valid_Recall@20"] for r in _records(tmp_path / "run"))
     assert f"| {summary['valid_Recall@10']:.4f} |" in (tmp_path / "run" / "results.md").read_text()
+    # early stopping on the validation metric (nothing improves at this learning rate)
+    stopping = _config(
+        data,
+        "lightgcn",
+        "graphrec.valid_fraction=0.25",
+        "graphrec.patience=1",
+        "optim.lr=1e-9",
+        "train.epochs=20",
+    )
+    stopped = graphrec.run_graphrec_training(stopping, tmp_path / "stop", echo=False)
+    assert stopped["epochs"] == 2 and _records(tmp_path / "stop")[-1]["stopped_early"] is True
+    # split_seed (allowed on file datasets with a validation split) draws another split
+    other = graphrec.load_graph(
+        _config(data, "lightgcn", "graphrec.valid_fraction=0.25", "graphrec.split_seed=7").graphrec
+    )
+    assert any(
+        set(a.tolist()) != set(b.tolist()) for a, b in zip(other.test, split.test, strict=True)
+    )
+
+
+def test_a_validation_split_that_holds_nothing_out_is_refused(tmp_path):
+    data = _write_dataset(tmp_path / "data")
+    config = _config(data, "lightgcn", "graphrec.valid_fraction=0.01")
+    with pytest.raises(ValueError, match=r"valid_fraction=0\.01 holds out no training item"):
+        graphrec.GraphRecTask(config, graphrec.load_graph(config.graphrec), tmp_path / "run")
 
 
 def test_lightgcn_learns_the_planted_structure(tmp_path):

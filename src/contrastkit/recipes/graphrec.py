@@ -220,6 +220,12 @@ class GraphRecTask:
         if graph.num_train == 0:
             raise ValueError("graphrec: the training file has no interaction")
         if graph.num_test == 0:
+            if cfg.valid_fraction is not None:
+                raise ValueError(
+                    f"graphrec: graphrec.valid_fraction={cfg.valid_fraction} holds out no "
+                    "training item (round(fraction x a user's items) is 0 for every user); "
+                    "use a larger fraction"
+                )
             raise ValueError("graphrec: the test file has no interaction (nothing to rank)")
         self.edge_users, self.edge_items = graph.edge_index()
         self.sampler = NegativeSampler(graph)

@@ -256,9 +256,10 @@ class GraphRecConfig:
     # dataset=file: a folder with LightGCN-format train.txt and test.txt; ml100k: the folder
     # with u.data (null: <shared data>/movielens_100k)
     path: str | None = None
-    # ml100k only (null: 0.2 and 0): share of each user's items held out for test, and the
-    # seed of that split (not the training seed)
+    # ml100k only (null: 0.2): share of each user's items held out for test
     test_fraction: float | None = None
+    # seed of ml100k's test split and of the validation split (null: 0; not the training
+    # seed); on gowalla / file only with valid_fraction
     split_seed: int | None = None
     # tuning (any dataset): hold out this share of each user's *training* items as a validation
     # set, train on the rest and evaluate (and early-stop) on it instead of the test set; the
@@ -330,12 +331,12 @@ class GraphRecConfig:
                 "graphrec.path is not read for graphrec.dataset=gowalla (it comes from the shared "
                 "data folder); use graphrec.dataset=file for other LightGCN-format files"
             )
-        if self.dataset != "ml100k" and (
-            self.test_fraction is not None or self.split_seed is not None
-        ):
+        seeds_nothing = self.split_seed is not None and self.valid_fraction is None
+        if self.dataset != "ml100k" and (self.test_fraction is not None or seeds_nothing):
             raise ConfigError(
-                "graphrec.test_fraction and graphrec.split_seed split ml100k only; "
-                f"graphrec.dataset={self.dataset} comes with its own test split"
+                "graphrec.test_fraction and graphrec.split_seed split ml100k only (split_seed "
+                f"also seeds a valid_fraction split); graphrec.dataset={self.dataset} comes "
+                "with its own test split"
             )
 
 
