@@ -69,9 +69,12 @@ def run(dataset: str, method: str, overrides: list[str]) -> Path:
     return output
 
 
-def time_epochs(datasets: list[str], methods: list[str], steps: int, command: str) -> list[dict]:
+def time_epochs(
+    datasets: list[str], methods: list[str], steps: int, command: str, overrides: list[str]
+) -> list[dict]:
     """Seconds per training epoch of each method, from ``steps`` timed training steps (after
-    two warm-up steps) with the config's batch size and length buckets; no evaluation."""
+    two warm-up steps) with the config's batch size and length buckets and the ``--set``
+    ``overrides`` (recorded with the timing); no evaluation."""
     import time
 
     import torch
@@ -82,7 +85,7 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
     records = []
     for dataset in datasets:
         for method in methods:
-            config = load_config(config_path(dataset, method))
+            config = load_config(config_path(dataset, method), overrides)
             task = SeqRecTask(config, load_sequences(config.seqrec), ROOT / "runs" / "timing")
             task.backward = lambda loss: loss.backward()
             params = [p for p in task.model.parameters() if p.requires_grad]
@@ -105,6 +108,7 @@ def time_epochs(datasets: list[str], methods: list[str], steps: int, command: st
                 {
                     "dataset": dataset,
                     "method": method,
+                    "overrides": sorted(overrides),
                     "seconds_per_step": round(per_step, 4),
                     "steps_per_epoch": int(blocks.shape[0]),
                     "seconds_per_epoch": round(per_step * blocks.shape[0], 1),
@@ -248,13 +252,17 @@ def main() -> int:
     args = parser.parse_args()
     command = command_line()
     if args.timing:
-        records = time_epochs(args.datasets, args.methods, args.timing, command)
+        records = time_epochs(args.datasets, args.methods, args.timing, command, args.set)
         path = RESULTS / "seqrec_timing.json"
-        done = {(r["dataset"], r["method"]) for r in records}
+
+        def identity(record: dict) -> tuple:  # a timing replaces one of the same setup only
+            return record["dataset"], record["method"], tuple(record.get("overrides", []))
+
+        done = {identity(r) for r in records}
         kept = [
             r
             for r in (json.loads(path.read_text()) if path.is_file() else [])
-            if (r["dataset"], r["method"]) not in done
+            if identity(r) not in done
         ]
         RESULTS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(kept + records, indent=2) + "\n")
