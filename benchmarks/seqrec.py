@@ -29,6 +29,7 @@ from _runs import (
     device,
     finished_run_record,
     note_command,
+    noted_command,
     prefixed,
     read_metrics,
 )
@@ -171,7 +172,9 @@ def plot_curves() -> list[Path]:
 
 def collect_unfinished(command: str) -> list[dict]:
     """Runs still in progress (no ``summary.json``): the test metrics of their best-valid
-    weights so far (``best.safetensors``), marked ``"finished": false``."""
+    weights so far (``best.safetensors``), marked ``"finished": false``. ``command`` is the
+    command noted in the run folder (the one training it; ``command`` of this invocation when
+    none was noted) and ``evaluated_by`` this invocation, which scored the weights."""
     from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
     from contrastkit.train.checkpoint import load_weights
     from contrastkit.train.config import load_config
@@ -187,8 +190,10 @@ def collect_unfinished(command: str) -> list[dict]:
         metrics = task.ranking_metrics("test")
         epochs = read_metrics(run_dir / "metrics.jsonl")
         best_epoch = epochs[-1].get("best_epoch") if epochs else None
+        noted = noted_command(run_dir)
         records.append(
             {
+                "run": run_dir.name,
                 "dataset": config.seqrec.dataset,
                 "method": config.seqrec.method,
                 "split": "test",
@@ -200,7 +205,8 @@ def collect_unfinished(command: str) -> list[dict]:
                 "seconds_per_epoch": None,
                 "device": f"{platform.machine()} cpu",
                 "published": PUBLISHED.get((config.seqrec.dataset, config.seqrec.method)),
-                "command": command,
+                "command": noted["command"] if noted else command,
+                "evaluated_by": command,
                 "config": str(
                     config_path(config.seqrec.dataset, config.seqrec.method).relative_to(ROOT)
                 ),
