@@ -14,7 +14,12 @@ from contrastkit.decoding import (
     greedy_search,
     top_p_sampling,
 )
-from contrastkit.decoding.search import _cache_repeat, _cache_select, _nucleus_probs
+from contrastkit.decoding.search import (
+    _cache_keyword,
+    _cache_repeat,
+    _cache_select,
+    _nucleus_probs,
+)
 from tests.decoding.tiny import PROMPTS, left_padded, tiny_gpt2
 
 transformers = pytest.importorskip("transformers")
@@ -306,8 +311,9 @@ class _OnlyAllowed(torch.nn.Module):
         self.banned = torch.ones(model.config.vocab_size, dtype=torch.bool)
         self.banned[allowed] = False
 
-    def forward(self, *args, **kwargs):
-        out = self.inner(*args, **kwargs)
+    def forward(self, input_ids, cache=None, **kwargs):
+        # the KV cache under the inner model's own keyword (cache / past_key_values)
+        out = self.inner(input_ids, **kwargs, **{_cache_keyword(self.inner): cache})
         out.logits[..., self.banned] = float("-inf")
         return out
 
