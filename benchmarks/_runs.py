@@ -4,6 +4,7 @@ and re-reading finished run folders into records (``from _runs import ...``, lik
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import platform
@@ -23,6 +24,19 @@ def device() -> str:
 def command_line() -> str:
     """How this script was started, as a shell command."""
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE ...``: config overrides for every run; a repeated ``--set`` adds to
+    the list (``args.set``)."""
+    parser.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every run (repeatable: every --set adds to the list)",
+    )
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from _runs import (
+    add_set_argument,
     collect_runs,
     command_line,
     device,
@@ -301,14 +302,7 @@ def main() -> int:
     parser.add_argument(
         "--timing", type=int, metavar="STEPS", help="instead: time STEPS training steps per method"
     )
-    parser.add_argument(
-        "--set",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides for every run (repeatable: every --set adds to the list)",
-    )
+    add_set_argument(parser)
     parser.add_argument(
         "--threads",
         type=int,

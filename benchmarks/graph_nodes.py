@@ -32,7 +32,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _runs import collect_runs, command_line, device, mean_std
+from _runs import add_set_argument, collect_runs, command_line, device, mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -180,14 +180,7 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, help="train.epochs (default: the config's 200)")
     parser.add_argument("--collect", action="store_true", help="only tabulate finished runs")
-    parser.add_argument(
-        "--set",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides for every run (repeatable: every --set adds to the list)",
-    )
+    add_set_argument(parser)
     parser.add_argument("--tag", help="name part of the run folders (needed with --set)")
     parser.add_argument(
         "--config-suffix",

@@ -43,3 +43,14 @@ def test_noted_command_skips_a_half_written_line(tmp_path):
     run.mkdir()
     (run / "benchmark_commands.jsonl").write_text('{"comm\n{"command": "python x.py"}\n')
     assert noted_command(run)["command"] == "python x.py"
+
+
+def test_a_repeated_set_adds_to_the_overrides():
+    import argparse
+
+    from benchmarks._runs import add_set_argument
+
+    parser = argparse.ArgumentParser()
+    add_set_argument(parser)
+    assert parser.parse_args(["--set", "a=1", "b=2", "--set", "c=3"]).set == ["a=1", "b=2", "c=3"]
+    assert parser.parse_args([]).set == []
