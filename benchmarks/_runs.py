@@ -39,6 +39,19 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def write_merged(path: Path, records: list[dict], identity: Callable[[dict], tuple]) -> None:
+    """Write ``records`` to the JSON list at ``path`` after the older records kept there whose
+    ``identity`` none of the new ones has (a new record replaces the one of the same setup)."""
+    done = {identity(r) for r in records}
+    kept = [
+        r
+        for r in (json.loads(path.read_text()) if path.is_file() else [])
+        if identity(r) not in done
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(kept + records, indent=2) + "\n")
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     mean = sum(values) / len(values)

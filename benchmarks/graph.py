@@ -46,6 +46,7 @@ from _runs import (
     note_command,
     prefixed,
     read_metrics,
+    write_merged,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -325,15 +326,7 @@ def main() -> int:
         )
     if args.timing:
         records = time_epochs(args.datasets, args.methods, args.timing, command, args.set)
-        path = RESULTS / "graph_timing.json"
-        done = {timing_identity(r) for r in records}
-        kept = [
-            r
-            for r in (json.loads(path.read_text()) if path.is_file() else [])
-            if timing_identity(r) not in done
-        ]
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(kept + records, indent=2) + "\n")
+        write_merged(RESULTS / "graph_timing.json", records, timing_identity)
         return 0
     trained: set[Path] = set()
     if not args.collect:

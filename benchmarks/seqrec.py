@@ -33,6 +33,7 @@ from _runs import (
     noted_command,
     prefixed,
     read_metrics,
+    write_merged,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +122,12 @@ def time_epochs(
             )
             print(json.dumps(records[-1]), flush=True)
     return records
+
+
+def timing_identity(record: dict) -> tuple:
+    """A timing record replaces an older one of the same dataset, method and ``--set``
+    overrides (none for the older records)."""
+    return record["dataset"], record["method"], tuple(record.get("overrides", []))
 
 
 def run_record(run_dir: Path, command: str) -> dict:
@@ -253,19 +260,7 @@ def main() -> int:
     command = command_line()
     if args.timing:
         records = time_epochs(args.datasets, args.methods, args.timing, command, args.set)
-        path = RESULTS / "seqrec_timing.json"
-
-        def identity(record: dict) -> tuple:  # a timing replaces one of the same setup only
-            return record["dataset"], record["method"], tuple(record.get("overrides", []))
-
-        done = {identity(r) for r in records}
-        kept = [
-            r
-            for r in (json.loads(path.read_text()) if path.is_file() else [])
-            if identity(r) not in done
-        ]
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(kept + records, indent=2) + "\n")
+        write_merged(RESULTS / "seqrec_timing.json", records, timing_identity)
         return 0
     trained: set[Path] = set()
     if not args.collect:

@@ -54,3 +54,22 @@ def test_a_repeated_set_adds_to_the_overrides():
     add_set_argument(parser)
     assert parser.parse_args(["--set", "a=1", "b=2", "--set", "c=3"]).set == ["a=1", "b=2", "c=3"]
     assert parser.parse_args([]).set == []
+
+
+def test_write_merged_replaces_only_records_of_the_same_identity(tmp_path):
+    from benchmarks._runs import write_merged
+
+    path = tmp_path / "results" / "timing.json"
+
+    def identity(record):
+        return record["method"], tuple(record.get("overrides", []))
+
+    write_merged(path, [{"method": "a", "s": 1}, {"method": "b", "s": 2}], identity)
+    write_merged(
+        path, [{"method": "a", "s": 3}, {"method": "a", "overrides": ["x"], "s": 4}], identity
+    )
+    assert json.loads(path.read_text()) == [
+        {"method": "b", "s": 2},
+        {"method": "a", "s": 3},
+        {"method": "a", "overrides": ["x"], "s": 4},
+    ]

@@ -62,17 +62,16 @@ def _tile_masks(
     """Each term's mask of one tile: ``True`` / ``False`` when the tile is one anchor view
     against one candidate view and the set holds every / no such pair (no mask is built, e.g.
     CLIP's other-view set), else the boolean ``[rows, cols]`` block."""
+    if view_a is None or view_c is None:
+        return [term.mask.block(ids_a, ids_c) for term in terms]
+    same_view = view_a == view_c
     labelled = ids_a.label is not None and ids_c.label is not None
     masks: list[Tensor | bool] = []
     for term in terms:
-        constant = None
-        if view_a is not None and view_c is not None:
-            constant = term.mask.constant_block(same_view=view_a == view_c, labelled=labelled)
-        if constant is None:
-            same_view = None if view_a is None or view_c is None else view_a == view_c
-            masks.append(term.mask.block(ids_a, ids_c, same_view=same_view))
-        else:
-            masks.append(constant)
+        constant = term.mask.constant_block(same_view=same_view, labelled=labelled)
+        masks.append(
+            term.mask.block(ids_a, ids_c, same_view=same_view) if constant is None else constant
+        )
     return masks
 
 
