@@ -120,6 +120,22 @@ UNKNOWN = (
 COMMANDS = "benchmark_commands.jsonl"  # in a run folder: one line per start or resume
 
 
+def busy_elsewhere(run_dir: Path) -> bool:
+    """True (and a line on stdout) when another process is training ``run_dir`` (it holds the
+    folder's :class:`~contrastkit.train.run_lock.RunLock`): a benchmark chain then skips that
+    run instead of failing, and the next ``--collect`` picks it up when it is done."""
+    from contrastkit.train.run_lock import RunFolderBusyError, RunLock
+
+    if not (run_dir / ".lock").exists():
+        return False
+    try:
+        with RunLock(run_dir):
+            return False
+    except RunFolderBusyError as error:
+        print(f"== skipped: {error}", flush=True)
+        return True
+
+
 def note_command(run_dir: Path, command: str, *, fresh: bool) -> None:
     """Note ``command`` and this machine's device in the run folder's :data:`COMMANDS` (called
     by a benchmark script each time it starts or resumes the run), so that a later

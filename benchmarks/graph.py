@@ -38,6 +38,7 @@ from pathlib import Path
 
 from _runs import (
     add_set_argument,
+    busy_elsewhere,
     collect_runs,
     command_line,
     device,
@@ -69,7 +70,7 @@ def run_dir(dataset: str, method: str, seed: int | None) -> Path:
     return RUNS / name
 
 
-def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Path:
+def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Path | None:
     from contrastkit.recipes.graphrec import run_graphrec_training
     from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
@@ -81,6 +82,8 @@ def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Pa
     config = load_config(path, [*seeded, *overrides])
     output = run_dir(dataset, method, seed)
     checkpoints = output / "checkpoints"
+    if busy_elsewhere(output):
+        return None
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {output.name} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
     note_command(output, command_line(), fresh=not resume)
@@ -333,7 +336,8 @@ def main() -> int:
         for dataset in args.datasets:
             for method in args.methods:
                 for seed in args.seeds or [None]:
-                    trained.add(run(dataset, method, seed, args.set))
+                    if (output := run(dataset, method, seed, args.set)) is not None:
+                        trained.add(output)
     records = collect_runs(RUNS, RESULTS / "graph.json", run_record, command, trained)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "graph.json").write_text(json.dumps(records, indent=2) + "\n")

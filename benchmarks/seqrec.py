@@ -25,6 +25,7 @@ from pathlib import Path
 
 from _runs import (
     add_set_argument,
+    busy_elsewhere,
     collect_runs,
     command_line,
     device,
@@ -54,7 +55,7 @@ def config_path(dataset: str, method: str) -> Path:
     return ROOT / "configs" / "seqrec" / f"{dataset}_{method}.yaml"
 
 
-def run(dataset: str, method: str, overrides: list[str]) -> Path:
+def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
     from contrastkit.recipes.seqrec import run_seqrec_training
     from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
@@ -65,6 +66,8 @@ def run(dataset: str, method: str, overrides: list[str]) -> Path:
     config = load_config(path, overrides)
     output = RUNS / f"{dataset}_{method}"
     checkpoints = output / "checkpoints"
+    if busy_elsewhere(output):
+        return None
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
     note_command(output, command_line(), fresh=not resume)
@@ -266,7 +269,8 @@ def main() -> int:
     if not args.collect:
         for dataset in args.datasets:
             for method in args.methods:
-                trained.add(run(dataset, method, args.set))
+                if (output := run(dataset, method, args.set)) is not None:
+                    trained.add(output)
     records = collect_runs(RUNS, RESULTS / "seqrec.json", run_record, command, trained)
     if args.unfinished:
         records += collect_unfinished(command)

@@ -24,6 +24,7 @@ from contrastkit import __version__
 from contrastkit import losses as loss_lib
 from contrastkit.data.images import DataFormatError
 from contrastkit.train.config import ConfigError, RunConfig, config_from_dict, load_config
+from contrastkit.train.run_lock import RunFolderBusyError
 
 # extra inputs and view limits of the losses that need them, for --evaluate
 _VIEW_LIMITS = {"dhel": 2, "dcl": 2, "dclw": 2, "kcl": 2, "cwcl": 2, "soft_contrastive": 2}
@@ -289,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileExistsError,
         ValueError,
         FloatingPointError,
+        RunFolderBusyError,
     ) as error:
         print(f"contrastkit: error: {error}", file=sys.stderr)
         return 2

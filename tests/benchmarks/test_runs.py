@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from benchmarks._runs import UNKNOWN, collect_runs, note_command, noted_command
+from benchmarks._runs import UNKNOWN, busy_elsewhere, collect_runs, note_command, noted_command
+
+from contrastkit.train.run_lock import RunLock
 
 
 def _finished(run_dir, name):
@@ -73,3 +75,12 @@ def test_write_merged_replaces_only_records_of_the_same_identity(tmp_path):
         {"method": "a", "s": 3},
         {"method": "a", "overrides": ["x"], "s": 4},
     ]
+
+
+def test_a_chain_skips_a_run_that_another_process_trains(tmp_path, capsys):
+    run_dir = tmp_path / "beauty_mclrec"
+    assert not busy_elsewhere(run_dir)  # no folder yet
+    with RunLock(run_dir):
+        assert busy_elsewhere(run_dir)
+        assert "== skipped:" in capsys.readouterr().out
+    assert not busy_elsewhere(run_dir)  # released: the chain trains it

@@ -30,6 +30,7 @@ from contrastkit.train.checkpoint import (
 )
 from contrastkit.train.config import RunConfig, config_difference, config_from_dict
 from contrastkit.train.optim import build_optimizer, warmup_cosine
+from contrastkit.train.run_lock import RunLock
 
 # Keys that may change when a run is resumed (they do not change what a step computes;
 # train.epochs does: it sets the length of the cosine schedule).
@@ -87,6 +88,7 @@ class Engine:
         self.restored: tuple[dict[str, Tensor], dict[str, Any]] | None = None
         self.start_epoch = 0  # the epoch of the checkpoint a resumed run continues from
         self.fabric: Fabric | None = None
+        self.lock = RunLock(self.run_dir)  # held by the main process from prepare() to fit()'s end
         devices = config.train.devices
         if devices > 1 and config.train.batch_size % devices:
             raise ValueError(
@@ -142,7 +144,13 @@ class Engine:
                 "train.sync_batchnorm=true needs GPUs (SyncBatchNorm); set it false or leave it "
                 "unset (null) for per-process statistics on the CPU"
             )
-        self.task.setup(self.fabric)
+        if self.is_main:
+            self.lock.acquire()  # RunFolderBusyError if another process trains this folder
+        try:
+            self.task.setup(self.fabric)
+        except BaseException:
+            self.lock.release(remove_unused_folder=True)
+            raise
         self.prepared = True
 
     @property
@@ -167,6 +175,13 @@ class Engine:
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        """Train (or continue) the run; the run folder's lock is released however it ends."""
+        try:
+            return self._fit()
+        finally:
+            self.lock.release()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.config.train
         self.prepare()
         fabric, restored = self.fabric, self.restored
