@@ -3,6 +3,7 @@ training run per method, early stopping and resume (tiny files written by the te
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -209,6 +210,73 @@ def test_mclrec_updates_the_augmenters_with_their_own_optimizer(tmp_path):
     assert any(not torch.equal(x, y) for x, y in zip(before_aug, after, strict=True))
     assert not torch.equal(before_enc, task.model.encoder.item_emb.weight)  # step 1
     assert not any(p.requires_grad for p in after) and all(p.grad is None for p in after)
+
+
+def _reference_mclrec_step(task, model, inputs, targets):
+    """MCLRec's three steps as written in the paper, each a full forward/backward: step 2
+    back-propagates ``λ L_cl + L_meta`` through the encoder too (its gradients discarded)."""
+    cfg, (g1, g2) = task.cfg, task.model.augmenters
+    v1, v2 = task._augmented(inputs)
+
+    def losses(rec):
+        h1, h2 = model(v1), model(v2)
+        h3, h4 = g1(h1), g2(h2)
+        cl = task._nce(h1, h2)
+        meta = task._nce(h1, h4) + task._nce(h2, h3) + task._nce(h3, h4)
+        reg = seqrec.margin_regularizer
+        meta = meta + 0.1 * (reg(h1, h4) + reg(h2, h3) + reg(h3, h4))
+        if not rec:
+            return cfg.cl_weight * cl + meta
+        rec_loss = task.model.encoder.rec_loss(model(inputs), targets)
+        return rec_loss + cfg.cl_weight * cl + cfg.meta_weight * meta
+
+    task.optimizer.zero_grad()
+    losses(True).backward()
+    task.optimizer.step()
+    for p in task.meta_params:
+        p.requires_grad_(True)
+    task.meta_optimizer.zero_grad()
+    losses(False).backward()
+    task.meta_optimizer.step()
+    for p in task.meta_params:
+        p.requires_grad_(False)
+        p.grad = None
+    task.optimizer.zero_grad()
+    return losses(True)
+
+
+def test_mclrec_step_equals_the_three_full_steps(tmp_path):
+    """Step 2 encodes the views without a graph: the same updates as three full steps."""
+    path, attr = _write_dataset(tmp_path)
+    config = _config(path, attr, "mclrec", "seqrec.cl_weight=0.1", "seqrec.meta_weight=0.05")
+    task = seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "r")
+    params = [p for p in task.model.parameters() if p.requires_grad]
+    task.bind_optimizer(torch.optim.Adam(params, lr=1e-2))
+    task.backward = lambda loss: loss.backward()
+    reference = copy.deepcopy(task)
+    initial = copy.deepcopy(task.model.augmenters.state_dict())
+    task.model.train()
+    reference.model.train()
+    for step in range(3):
+        indices = torch.arange(8 * step, 8 * step + 24)
+        torch.manual_seed(step)
+        loss, _ = task.training_step(task.model, indices)
+        torch.manual_seed(step)
+        reference.rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
+        inputs, targets = reference.inputs[indices], reference.targets[indices]
+        expected = _reference_mclrec_step(reference, reference.model, inputs, targets)
+        # equal up to float summation order (bit-equal on the first steps)
+        torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-6, atol=1e-7)
+        for t, lo in ((task, loss), (reference, expected)):  # step 3, the engine's step
+            lo.backward()
+            t.optimizer.step()
+    ours, theirs = task.model.state_dict(), reference.model.state_dict()
+    for key in ours:
+        if key.endswith("key.bias"):  # true gradient 0 (softmax shift): Adam moves it by noise
+            continue
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=2e-6, msg=key)
+    moved = task.model.augmenters.state_dict()
+    assert any(not torch.equal(moved[k], initial[k]) for k in initial)  # step 2 did learn
 
 
 def test_sra_cl_semantic_spaces(tmp_path):

@@ -425,43 +425,54 @@ class SeqRecTask:
         other = torch.where(count > 1, (offset + 1 + draw) % count, offset)
         return self._order[start + other]
 
-    def _mclrec_losses(self, model: nn.Module, inputs, targets, v1, v2, *, rec: bool):
-        cfg = self.cfg
-        h1, h2 = model(v1), model(v2)
+    def _mclrec_meta(self, h1: Tensor, h2: Tensor) -> Tensor:
+        """``L_meta`` of the views' representations ``h1``, ``h2`` through the augmenters."""
         g1, g2 = self.model.augmenters
         h3, h4 = g1(h1), g2(h2)
-        cl = self._nce(h1, h2)
         meta = self._nce(h1, h4) + self._nce(h2, h3) + self._nce(h3, h4)
-        if cfg.meta_regularizer:
+        if self.cfg.meta_regularizer:
             meta = meta + 0.1 * (
                 margin_regularizer(h1, h4) + margin_regularizer(h2, h3) + margin_regularizer(h3, h4)
             )
-        if not rec:
-            return cfg.cl_weight * cl + meta, cl, meta
+        return meta
+
+    def _mclrec_encoder_loss(self, model: nn.Module, inputs, targets, v1, v2):
+        """Steps 1 and 3: ``L_rec + λ L_cl + β L_meta`` (and ``L_cl``, ``L_meta`` to log)."""
+        cfg = self.cfg
+        h1, h2 = model(v1), model(v2)
+        cl, meta = self._nce(h1, h2), self._mclrec_meta(h1, h2)
         rec_loss = self.model.encoder.rec_loss(model(inputs), targets)
         return rec_loss + cfg.cl_weight * cl + cfg.meta_weight * meta, cl, meta
 
     def _mclrec_step(self, model: nn.Module, inputs: Tensor, targets: Tensor):
-        """Step 1 (encoder) and step 2 (augmenters) here; step 3 (encoder) is the engine's."""
+        """Step 1 (encoder) and step 2 (augmenters) here; step 3 (encoder) is the engine's.
+
+        Step 2's loss is ``λ L_cl + L_meta``, but only the augmenters learn in it: ``L_cl`` has
+        no path to them, and ``h1``, ``h2`` enter ``L_meta`` as constants. So the views are
+        encoded without a graph and only ``L_meta`` is back-propagated: the augmenters get
+        exactly the gradients of the full loss, without a backward pass through the encoder
+        (whose step-2 gradients were discarded anyway).
+        """
         assert self.optimizer is not None, "bind_optimizer was not called"
         v1, v2 = self._augmented(inputs)
         self.optimizer.zero_grad(set_to_none=True)
-        first, _, _ = self._mclrec_losses(model, inputs, targets, v1, v2, rec=True)
+        first, _, _ = self._mclrec_encoder_loss(model, inputs, targets, v1, v2)
         self.backward(first)
         self.optimizer.step()
         for p in self.meta_params:
             p.requires_grad_(True)
         try:
             self.meta_optimizer.zero_grad(set_to_none=True)
-            second, _, _ = self._mclrec_losses(model, inputs, targets, v1, v2, rec=False)
-            self.backward(second)
+            with torch.no_grad():
+                h1, h2 = model(v1), model(v2)
+            self.backward(self._mclrec_meta(h1, h2))
             self.meta_optimizer.step()
         finally:
             for p in self.meta_params:
                 p.requires_grad_(False)
                 p.grad = None
-        self.optimizer.zero_grad(set_to_none=True)  # step 2's encoder gradients are discarded
-        third, cl, meta = self._mclrec_losses(model, inputs, targets, v1, v2, rec=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        third, cl, meta = self._mclrec_encoder_loss(model, inputs, targets, v1, v2)
         return third, {"cl": cl.item(), "meta": meta.item()}
 
     def _sra_cl_step(self, model: nn.Module, inputs: Tensor, targets: Tensor, indices: Tensor):
