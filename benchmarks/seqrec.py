@@ -37,6 +37,8 @@ from _runs import (
     write_merged,
 )
 
+from contrastkit.recipes.seqrec import UNFILTERED
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "seqrec"
@@ -134,20 +136,59 @@ def timing_identity(record: dict) -> tuple:
 
 
 def run_record(run_dir: Path, command: str) -> dict:
-    """The record of one finished run folder."""
+    """The record of one finished run folder: ``metrics`` (test, history excluded) and
+    ``metrics_unfiltered`` (test, every item ranked: the published tables' protocol)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     key = (summary["dataset"], summary["method"])
+    filtered = {k: v for k, v in prefixed(summary, "test_").items() if not k.startswith(UNFILTERED)}
+    unfiltered = prefixed(summary, f"test_{UNFILTERED}_") or unfiltered_test_metrics(run_dir)
     return finished_run_record(
         run_dir,
         command,
         lambda summary: {
             "split": "test",
-            "metrics": prefixed(summary, "test_"),
+            "metrics": filtered,
+            "metrics_unfiltered": unfiltered,
             "valid": prefixed(summary, "valid_"),
         },
         published=PUBLISHED.get(key),
         config=str(config_path(*key).relative_to(ROOT)),
     )
+
+
+def _best_weights_metrics(run_dir: Path) -> tuple[dict, dict]:
+    """Test metrics of the run's best-valid weights (``best.safetensors``): history excluded,
+    and every item ranked (without the ``test_`` / ``test_unfiltered_`` prefixes)."""
+    from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
+    from contrastkit.train.checkpoint import load_weights
+    from contrastkit.train.config import load_config
+
+    config = load_config(run_dir / "config.yaml")
+    task = SeqRecTask(config, load_sequences(config.seqrec), run_dir)
+    task.model.load_state_dict(load_weights(run_dir / "best.safetensors"))
+    filtered = prefixed(task.ranking_metrics("test"), "test_")
+    unfiltered = prefixed(
+        task.ranking_metrics("test", exclude_history=False), f"test_{UNFILTERED}_"
+    )
+    return filtered, unfiltered
+
+
+def unfiltered_test_metrics(run_dir: Path) -> dict:
+    """Unfiltered test metrics of a run finished before the recipe reported them: computed
+    once from ``best.safetensors`` and kept in ``unfiltered_test.json`` (keyed by the weights'
+    size and time stamp)."""
+    best = run_dir / "best.safetensors"
+    if not best.is_file():
+        return {}
+    stamp = [best.stat().st_size, best.stat().st_mtime_ns]
+    cache = run_dir / "unfiltered_test.json"
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("weights") == stamp:
+            return saved["metrics"]
+    _, unfiltered = _best_weights_metrics(run_dir)
+    cache.write_text(json.dumps({"weights": stamp, "metrics": unfiltered}, indent=2) + "\n")
+    return unfiltered
 
 
 def plot_curves() -> list[Path]:
@@ -186,8 +227,6 @@ def collect_unfinished(command: str) -> list[dict]:
     weights so far (``best.safetensors``), marked ``"finished": false``. ``command`` is the
     command noted in the run folder (the one training it; ``command`` of this invocation when
     none was noted) and ``evaluated_by`` this invocation, which scored the weights."""
-    from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
-    from contrastkit.train.checkpoint import load_weights
     from contrastkit.train.config import load_config
 
     records = []
@@ -196,9 +235,7 @@ def collect_unfinished(command: str) -> list[dict]:
         if (run_dir / "summary.json").is_file() or not (run_dir / "config.yaml").is_file():
             continue
         config = load_config(run_dir / "config.yaml")
-        task = SeqRecTask(config, load_sequences(config.seqrec), run_dir)
-        task.model.load_state_dict(load_weights(best))
-        metrics = task.ranking_metrics("test")
+        metrics, unfiltered = _best_weights_metrics(run_dir)
         epochs = read_metrics(run_dir / "metrics.jsonl")
         best_epoch = epochs[-1].get("best_epoch") if epochs else None
         noted = noted_command(run_dir)
@@ -209,7 +246,8 @@ def collect_unfinished(command: str) -> list[dict]:
                 "method": config.seqrec.method,
                 "split": "test",
                 "finished": False,
-                "metrics": {k.removeprefix("test_"): v for k, v in metrics.items()},
+                "metrics": metrics,
+                "metrics_unfiltered": unfiltered,
                 "best_epoch": best_epoch,
                 "epochs": epochs[-1]["epoch"] if epochs else 0,
                 "seconds": epochs[-1]["seconds"] if epochs else None,
@@ -227,18 +265,21 @@ def collect_unfinished(command: str) -> list[dict]:
 
 
 def table(records: list[dict]) -> str:
+    """Markdown: test HR@20 / NDCG@20 with each user's history excluded ("filtered") and with
+    every item ranked ("all items", the protocol of the published numbers)."""
     lines = [
-        "| dataset | method | HR@5 | HR@20 | NDCG@5 | NDCG@20 | published HR@20 / NDCG@20 "
-        "| best epoch / trained | s per epoch |",
+        "| dataset | method | HR@20 | NDCG@20 | HR@20 all items | NDCG@20 all items "
+        "| published HR@20 / NDCG@20 | best epoch / trained | s per epoch |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    nan = float("nan")
     for r in records:
-        m, p = r["metrics"], r["published"]
+        m, u, p = r["metrics"], r.get("metrics_unfiltered") or {}, r["published"]
         published = f"{p['HR@20']:.4f} / {p['NDCG@20']:.4f}" if p else "—"
         lines.append(
-            f"| {r['dataset']} | {r['method']} | {m.get('HR@5', float('nan')):.4f} | "
-            f"{m.get('HR@20', float('nan')):.4f} | {m.get('NDCG@5', float('nan')):.4f} | "
-            f"{m.get('NDCG@20', float('nan')):.4f} | {published} | "
+            f"| {r['dataset']} | {r['method']} | {m.get('HR@20', nan):.4f} | "
+            f"{m.get('NDCG@20', nan):.4f} | {u.get('HR@20', nan):.4f} | "
+            f"{u.get('NDCG@20', nan):.4f} | {published} | "
             f"{r['best_epoch']} / {r['epochs']}{'' if r.get('finished', True) else ' (running)'}"
             f" | {r['seconds_per_epoch'] or '—'} |"
         )

@@ -79,6 +79,9 @@ def test_every_method_trains_and_reports_full_ranking_metrics(tmp_path, method):
             value = summary[f"{split}_HR@{k}"]
             assert 0.0 <= summary[f"{split}_NDCG@{k}"] <= value <= 1.0
     assert summary["test_HR@5"] <= summary["test_HR@10"] <= summary["test_HR@20"]
+    # excluding the history removes competitors only: filtered >= unfiltered, metric by metric
+    for name in ("HR@5", "HR@20", "NDCG@5", "NDCG@20", "MRR"):
+        assert summary[f"test_{name}"] >= summary[f"test_unfiltered_{name}"]
     records = [
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
@@ -86,6 +89,37 @@ def test_every_method_trains_and_reports_full_ranking_metrics(tmp_path, method):
     assert all(np.isfinite(r["loss"]) for r in records)
     assert (tmp_path / "run" / "best.safetensors").is_file()
     assert "| file | " + method in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_unfiltered_metrics_rank_the_history_too(tmp_path):
+    """``exclude_history=False`` is the full ranking of every item (padding aside), checked
+    against explicit per-user ranks; the default leaves the user's inputs out."""
+    path, attr = _write_dataset(tmp_path)
+    config = _config(path, attr, "sasrec")
+    task = seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "r")
+    task.model.eval()
+    inputs = seqrec.pad_left(task.split.test_inputs, config.seqrec.max_len)
+    with torch.no_grad():
+        scores = task.model.encoder.item_scores(task.model(inputs)).double()  # item c+1
+    targets = task.split.test_targets
+    ranks_all, ranks_filtered = [], []
+    for u, target in enumerate(targets.tolist()):
+        row = scores[u]
+        higher = row > row[target - 1]
+        ranks_all.append(int(higher.sum()))
+        seen = torch.zeros_like(higher)
+        seen[torch.as_tensor(task.split.test_inputs[u]) - 1] = True
+        ranks_filtered.append(int((higher & ~seen).sum()))
+    for ranks, kwargs, prefix in (
+        (ranks_all, {"exclude_history": False}, "test_unfiltered_"),
+        (ranks_filtered, {}, "test_"),
+    ):
+        got = task.ranking_metrics("test", **kwargs)
+        hits = [r < 10 for r in ranks]
+        assert got[f"{prefix}HR@10"] == pytest.approx(sum(hits) / len(hits))
+        ndcg = [1.0 / np.log2(r + 2) if r < 10 else 0.0 for r in ranks]
+        assert got[f"{prefix}NDCG@10"] == pytest.approx(sum(ndcg) / len(ndcg), rel=1e-6)
+    assert ranks_all != ranks_filtered  # the test data does rank seen items above targets
 
 
 def test_sasrec_learns_the_pattern(tmp_path):

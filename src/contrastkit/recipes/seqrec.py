@@ -63,6 +63,7 @@ from contrastkit.train.config import RunConfig, SeqRecConfig
 from contrastkit.views.sequence import SequenceAugmenter, nearest_neighbours, substitute
 
 KS = (5, 10, 20)
+UNFILTERED = "unfiltered"  # metric-name infix of the protocol that ranks seen items too
 DATASET_FILES = {
     "beauty": ("amazon_beauty", "Beauty.txt", "Beauty_item2attributes.json"),
     "toys": ("amazon_toys", "Toys_and_Games.txt", "Toys_and_Games_item2attributes.json"),
@@ -502,13 +503,19 @@ class SeqRecTask:
 
     # evaluation --------------------------------------------------------------------------
     @torch.no_grad()
-    def ranking_metrics(self, split: str) -> dict[str, float]:
+    def ranking_metrics(self, split: str, *, exclude_history: bool = True) -> dict[str, float]:
         """HR@k / NDCG@k (k = 5, 10, 20) and MRR of ``split`` ("valid" or "test"), full
-        ranking over all items, each user's input items excluded."""
+        ranking over all items; keys ``"{split}_HR@10"`` etc.
+
+        ``exclude_history`` (default): each user's input items are not ranked (the usual
+        "filtered" protocol). ``False``: every item is ranked, seen or not, as in the RecBole
+        code behind the MCLRec, DuoRec and SRA-CL tables; keys ``"{split}_unfiltered_HR@10"``.
+        """
         inputs_list = self.split.valid_inputs if split == "valid" else self.split.test_inputs
         targets = self.split.valid_targets if split == "valid" else self.split.test_targets
         inputs = pad_left(inputs_list, self.cfg.max_len)
-        exclude = history_mask(inputs_list, self.num_items)
+        exclude = history_mask(inputs_list, self.num_items) if exclude_history else None
+        prefix = split if exclude_history else f"{split}_{UNFILTERED}"
         was_training = self.model.training
         self.model.eval()
 
@@ -524,7 +531,7 @@ class SeqRecTask:
             )
         finally:
             self.model.train(was_training)
-        return {f"{split}_{key}": float(value) for key, value in metrics.items()}
+        return {f"{prefix}_{key}": float(value) for key, value in metrics.items()}
 
     def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
         valid = self.ranking_metrics("valid")
@@ -542,6 +549,7 @@ class SeqRecTask:
             result = {
                 **self.ranking_metrics("valid"),
                 **self.ranking_metrics("test"),
+                **self.ranking_metrics("test", exclude_history=False),
                 "best_epoch": self.tracker.epoch,
             }
             self.model.load_state_dict(current)

@@ -1,0 +1,59 @@
+"""benchmarks/seqrec.py's records: both ranking protocols, also for runs that finished before
+the recipe reported the unfiltered one (computed once from the best weights, then cached)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from contrastkit.recipes import seqrec as recipe
+from tests.recipes.test_seqrec import _config, _write_dataset
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import their sibling _runs
+    module = importlib.import_module("seqrec")
+    yield module
+    sys.modules.pop("seqrec", None)
+
+
+def test_records_carry_both_protocols_and_old_runs_get_them_from_the_best_weights(
+    tmp_path, bench, monkeypatch
+):
+    path, attr = _write_dataset(tmp_path)
+    run_dir = tmp_path / "run"
+    summary = recipe.run_seqrec_training(
+        _config(path, attr, "sasrec", "train.epochs=2"), run_dir, echo=False
+    )
+    monkeypatch.setattr(bench, "config_path", lambda *key: bench.ROOT / "configs" / "x.yaml")
+    record = bench.run_record(run_dir, "python benchmarks/seqrec.py")
+    assert record["metrics"]["HR@20"] == summary["test_HR@20"]
+    assert "unfiltered_HR@20" not in record["metrics"]
+    assert record["metrics_unfiltered"]["HR@20"] == summary["test_unfiltered_HR@20"]
+
+    # a run that finished before the unfiltered protocol was reported
+    old = {k: v for k, v in summary.items() if "unfiltered" not in k}
+    (run_dir / "summary.json").write_text(json.dumps(old))
+    record = bench.run_record(run_dir, "python benchmarks/seqrec.py")
+    expected = {k.removeprefix("test_unfiltered_"): v for k, v in summary.items()}
+    for key, value in record["metrics_unfiltered"].items():
+        assert value == pytest.approx(expected[key], abs=1e-12), key
+    assert (run_dir / "unfiltered_test.json").is_file()
+
+    def fail(run_dir):
+        raise AssertionError("re-evaluated although the cache is valid")
+
+    monkeypatch.setattr(bench, "_best_weights_metrics", fail)
+    again = bench.run_record(run_dir, "python benchmarks/seqrec.py")
+    assert again["metrics_unfiltered"] == record["metrics_unfiltered"]
+
+    row = bench.table([again]).splitlines()[2]
+    hr, hr_all = again["metrics"]["HR@20"], again["metrics_unfiltered"]["HR@20"]
+    assert f"| {hr:.4f} |" in row and f"| {hr_all:.4f} |" in row
