@@ -4,6 +4,7 @@ training run per method, early stopping and resume (tiny files written by the te
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -316,13 +317,69 @@ def test_mclrec_step_equals_the_three_full_steps(tmp_path):
 def test_sra_cl_semantic_spaces(tmp_path):
     path, attr = _write_dataset(tmp_path)
     data = seqrec.load_sequences(_config(path, attr, "sra_cl").seqrec)
-    items, kind = seqrec.item_semantics(data, "auto")
+    train = seqrec.leave_one_out(data).train
+    items, kind = seqrec.item_semantics(data, "auto", train)
     assert kind == "attributes" and items.shape[0] == data.num_items + 1
     assert torch.allclose(items[1:].norm(dim=1), torch.ones(data.num_items))
-    same = seqrec.item_semantics(data, "cooccurrence")[0]
+    same = seqrec.item_semantics(data, "cooccurrence", train)[0]
     assert same.shape[0] == data.num_items + 1 and float(same[0].abs().sum()) == 0.0
     with pytest.raises(ValueError, match="no item titles"):
-        seqrec.item_semantics(data, "titles")
+        seqrec.item_semantics(data, "titles", train)
+
+
+def test_attribute_twins_are_ordered_by_cooccurrence_and_nothing_leaks(tmp_path):
+    """Items with the same attribute set stay each other's nearest items, but no longer tie;
+    the space depends on the training part of the split only, and on no global RNG state."""
+    path, attr = _write_dataset(tmp_path)
+    data = seqrec.load_sequences(_config(path, attr, "sra_cl").seqrec)
+    train = seqrec.leave_one_out(data).train
+    items, _ = seqrec.item_semantics(data, "attributes", train)
+    cos = (items @ items.T).double()
+    twins = {
+        i: {
+            j
+            for j in data.item_attributes
+            if j != i and set(data.item_attributes[j]) == set(data.item_attributes[i])
+        }
+        for i in data.item_attributes
+    }
+    for i, same in twins.items():
+        others = [j for j in range(1, data.num_items + 1) if j != i and j not in same]
+        assert min(float(cos[i, j]) for j in same) > max(float(cos[i, j]) for j in others)
+        if len(same) > 1:
+            assert len({round(float(cos[i, j]), 9) for j in same}) > 1  # no exact ties left
+    torch.manual_seed(123)  # another global RNG state: the same space
+    assert torch.equal(items, seqrec.item_semantics(data, "attributes", train)[0])
+    changed = [s.copy() for s in data.sequences]
+    for s in changed:  # other valid / test items: the space must not move
+        s[-2:] = s[-2:] % data.num_items + 1
+    moved = dataclasses.replace(data, sequences=changed)
+    assert torch.equal(items, seqrec.item_semantics(moved, "attributes", train)[0])
+
+
+def test_sra_cl_neighbour_users_come_from_the_prefix_alone(tmp_path):
+    """Per training prefix: the k users whose training sequence is closest (cosine of mean
+    item vectors, float64 brute force here) to the prefix, its own user never among them."""
+    path, attr = _write_dataset(tmp_path)
+    config = _config(path, attr, "sra_cl")
+    task = seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "r")
+    items = task.item_semantics.double()
+    user_vectors = torch.stack(
+        [F.normalize(items[torch.from_numpy(s)].sum(0), dim=0) for s in task.split.train]
+    )
+    indices = torch.arange(0, len(task.inputs), 3)
+    inputs, users = task.inputs[indices], task.pair_user[indices]
+    _, neighbours = task.neighbour_users(inputs, users)
+    k = config.seqrec.neighbours
+    assert neighbours.shape == (len(indices), k)
+    for row, (prefix, user) in enumerate(zip(inputs, users, strict=True)):
+        assert int(user) not in neighbours[row].tolist()
+        query = F.normalize(items[prefix[prefix != 0]].sum(0), dim=0)
+        similarity = user_vectors @ query
+        similarity[user] = float("-inf")
+        best = similarity.topk(k).values
+        got = similarity[neighbours[row]]
+        torch.testing.assert_close(got, best, rtol=0, atol=1e-5)  # equal up to ties
 
 
 def test_bad_seqrec_config_is_refused():
@@ -379,7 +436,7 @@ def test_title_space_puts_similar_titles_together(tmp_path):
     data = SequenceData(
         sequences=[np.array([1, 2, 3, 4])], num_items=4, user_ids=["u"], item_titles=titles
     )
-    items, kind = seqrec.item_semantics(data, "titles")
+    items, kind = seqrec.item_semantics(data, "titles", data.sequences)
     assert kind == "titles" and items.shape == (5, 384)
     neighbours = seqrec.nearest_neighbours(items, 1)
     assert neighbours[1, 0] == 2 and neighbours[2, 0] == 1

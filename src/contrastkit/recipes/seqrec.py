@@ -64,6 +64,7 @@ from contrastkit.views.sequence import SequenceAugmenter, nearest_neighbours, su
 
 KS = (5, 10, 20)
 UNFILTERED = "unfiltered"  # metric-name infix of the protocol that ranks seen items too
+TIE_BREAK = 0.1  # weight of the co-occurrence part of SRA-CL's attribute item space
 DATASET_FILES = {
     "beauty": ("amazon_beauty", "Beauty.txt", "Beauty_item2attributes.json"),
     "toys": ("amazon_toys", "Toys_and_Games.txt", "Toys_and_Games_item2attributes.json"),
@@ -122,14 +123,17 @@ class NeighbourAttention(nn.Module):
     def __init__(self, semantic_dim: int, hidden: int, dropout: float = 0.5) -> None:
         super().__init__()
         self.project = nn.Linear(semantic_dim, hidden, bias=False)
-        self.score = nn.Parameter(torch.empty(2 * hidden).normal_(0.0, 0.02))
+        self.score = nn.Parameter(torch.empty(2 * hidden, 1))
+        # the official init of W [S, d] and a [2d, 1]: Xavier-uniform with gain 1.414
+        nn.init.xavier_uniform_(self.project.weight, gain=1.414)
+        nn.init.xavier_uniform_(self.score, gain=1.414)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, user: Tensor, neighbours: Tensor) -> Tensor:
         """``user [B, S]``, ``neighbours [B, k, S]`` -> weights ``[B, k]``."""
         e_u = self.project(user)[:, None, :].expand(-1, neighbours.shape[1], -1)
         e_n = self.project(neighbours)
-        logits = F.leaky_relu(torch.cat([e_u, e_n], dim=-1) @ self.score, 0.2)
+        logits = F.leaky_relu((torch.cat([e_u, e_n], dim=-1) @ self.score).squeeze(-1), 0.2)
         return self.dropout(torch.softmax(logits, dim=-1))
 
 
@@ -200,10 +204,24 @@ def margin_regularizer(a: Tensor, b: Tensor) -> Tensor:
 
 
 # -- semantic spaces (SRA-CL) ---------------------------------------------------------------
-def item_semantics(data: SequenceData, kind: str) -> tuple[Tensor, str]:
+def item_semantics(
+    data: SequenceData, kind: str, train_sequences: list[np.ndarray]
+) -> tuple[Tensor, str]:
     """``[num_items + 1, S]`` L2-normalised item vectors (row 0 = padding, zeros) and the kind
-    used: MiniLM title embeddings (``titles``), TF-IDF attribute vectors (``attributes``) or
-    SVD of the item co-occurrence matrix (``cooccurrence``). ``auto``: the first available."""
+    used. ``auto``: the first available of
+
+    * ``titles``: MiniLM embeddings of the item titles;
+    * ``attributes``: TF-IDF vectors of the item attributes, concatenated with
+      ``TIE_BREAK = 0.1`` times the co-occurrence vectors. Many items share their attribute set
+      (on Beauty 86 % have an exact twin): their TF-IDF cosines tie at 1 and the k nearest
+      items would be an arbitrary, fixed pick among the twins. The small co-occurrence part
+      orders twins by how often they are bought together and barely moves other pairs
+      (cosine ``(t + 0.01 c) / (1 + 0.01)``-ish for unit parts);
+    * ``cooccurrence``: rank-64 SVD of the user-item matrix.
+
+    Co-occurrence comes from ``train_sequences`` only (the training part of the split), so
+    no valid or test item shapes the space.
+    """
     n = data.num_items
     if kind in ("auto", "titles") and data.item_titles:
         try:
@@ -214,10 +232,12 @@ def item_semantics(data: SequenceData, kind: str) -> tuple[Tensor, str]:
     if kind == "titles":
         raise ValueError("seqrec.semantic=titles: this dataset has no item titles")
     if kind in ("auto", "attributes") and data.item_attributes:
-        return _attribute_vectors(data.item_attributes, n), "attributes"
+        tfidf = _attribute_vectors(data.item_attributes, n)
+        behaviour = _cooccurrence_vectors(train_sequences, n)
+        return F.normalize(torch.cat([tfidf, TIE_BREAK * behaviour], dim=1), dim=1), "attributes"
     if kind == "attributes":
         raise ValueError("seqrec.semantic=attributes: this dataset has no item attributes")
-    return _cooccurrence_vectors(data.sequences, n), "cooccurrence"
+    return _cooccurrence_vectors(train_sequences, n), "cooccurrence"
 
 
 def _title_embeddings(titles: dict[int, str], n: int) -> Tensor:
@@ -247,15 +267,25 @@ def _attribute_vectors(attributes: dict[int, list[int]], n: int) -> Tensor:
 
 
 def _cooccurrence_vectors(sequences: list[np.ndarray], n: int, rank: int = 64) -> Tensor:
-    rows, cols = [], []
-    for u, seq in enumerate(sequences):
-        rows.extend([u] * len(seq))
-        cols.extend(seq.tolist())
-    m = torch.zeros(len(sequences), n + 1)
-    m[torch.tensor(rows), torch.tensor(cols)] = 1.0
-    _, _, v = torch.svd_lowrank(m, q=min(rank, n))
-    v[0] = 0.0
-    return F.normalize(v, dim=1)
+    """Rows of ``V S`` from a rank-``rank`` SVD ``M ≈ U S V^T`` of the binary user-item matrix
+    (sparse), L2-normalised: their cosines approximate those of the columns of ``M^T M``
+    (co-occurrence). The randomised SVD draws from its own seeded generator, so the space
+    is the same in every process (exact resume)."""
+    rows = np.concatenate([np.full(len(seq), u) for u, seq in enumerate(sequences)])
+    cols = np.concatenate([np.asarray(seq) for seq in sequences])
+    pairs = np.unique(np.stack([rows, cols]), axis=1)
+    m = torch.sparse_coo_tensor(
+        torch.from_numpy(pairs),
+        torch.ones(pairs.shape[1]),
+        (len(sequences), n + 1),
+        check_invariants=True,
+    ).coalesce()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _, singular, v = torch.svd_lowrank(m, q=min(rank, n))
+    vectors = v * singular
+    vectors[0] = 0.0
+    return F.normalize(vectors, dim=1)
 
 
 # -- the task --------------------------------------------------------------------------------
@@ -280,21 +310,13 @@ class SeqRecTask:
         semantic_dim = None
         self.semantic_kind = None
         if cfg.method == "sra_cl":
-            items, self.semantic_kind = item_semantics(data, cfg.semantic)
+            items, self.semantic_kind = item_semantics(data, cfg.semantic, self.split.train)
+            self.item_semantics = items
             self.item_neighbours = nearest_neighbours(items, cfg.neighbours).numpy()
-            users = F.normalize(
-                torch.stack([items[torch.from_numpy(s)].mean(dim=0) for s in self.split.train]),
-                dim=1,
-            )
-            self.user_semantics = users
-            self.user_neighbours = (
-                nearest_neighbours(
-                    torch.cat([torch.zeros(1, users.shape[1]), users]), cfg.neighbours
-                )[1:]
-                - 1
-            )  # rows/ids shifted: row 0 of nearest_neighbours is the padding row
+            # a candidate neighbour user is their whole training sequence
+            self.user_semantics = self.sequence_semantics(pad_left(self.split.train, cfg.max_len))
             self.user_sequences = pad_left(self.split.train, cfg.max_len)
-            semantic_dim = users.shape[1]
+            semantic_dim = items.shape[1]
         if cfg.method == "duorec":
             self._same_target_index()
         torch.manual_seed(config.train.seed)  # the initial weights follow the seed
@@ -476,20 +498,35 @@ class SeqRecTask:
         third, cl, meta = self._mclrec_encoder_loss(model, inputs, targets, v1, v2)
         return third, {"cl": cl.item(), "meta": meta.item()}
 
+    def sequence_semantics(self, sequences: Tensor) -> Tensor:
+        """``[B, L]`` left-padded item ids -> ``[B, S]``: the L2-normalised mean of the items'
+        semantic vectors (SRA-CL's user / prefix vector, without an LLM)."""
+        table = self.item_semantics.to(sequences.device)
+        return F.normalize(F.embedding_bag(sequences, table, mode="sum"), dim=1)
+
+    def neighbour_users(self, inputs: Tensor, users: Tensor) -> tuple[Tensor, Tensor]:
+        """SRA-CL's retrieved users for training prefixes ``inputs [B, L]`` of ``users [B]``:
+        the prefix vectors ``[B, S]`` and the ``k`` users ``[B, k]`` whose training sequence
+        is most similar (cosine) to the prefix, the prefix's own user excluded.
+
+        Per prefix, as the paper retrieves per training sequence, and from the prefix alone,
+        so the items a user buys after the prefix (including its target) do not choose its
+        neighbours."""
+        prefix = self.sequence_semantics(inputs)
+        similarity = prefix @ self.user_semantics.to(prefix.device).T  # [B, users]
+        similarity[torch.arange(len(users), device=prefix.device), users] = float("-inf")
+        return prefix, similarity.topk(self.cfg.neighbours, dim=1).indices
+
     def _sra_cl_step(self, model: nn.Module, inputs: Tensor, targets: Tensor, indices: Tensor):
         cfg = self.cfg
-        h = model(inputs)
-        rec = self.model.encoder.rec_loss(h, targets)
-        users = self.pair_user[indices]
-        neighbours = self.user_neighbours[users]  # [B, k]
+        rec = self.model.encoder.rec_loss(model(inputs), targets)
+        users = self.pair_user[indices].to(self.device)
+        prefix, neighbours = self.neighbour_users(inputs, users)  # [B, S], [B, k]
         k = neighbours.shape[1]
-        encoded = model(self.user_sequences[neighbours.reshape(-1)].to(self.device))
-        weights = self.model.attention(
-            self.user_semantics[users].to(self.device),
-            self.user_semantics[neighbours].to(self.device),
-        )
+        encoded = model(self.user_sequences.to(self.device)[neighbours.reshape(-1)])
+        weights = self.model.attention(prefix, self.user_semantics.to(self.device)[neighbours])
         fused = (weights[..., None] * encoded.reshape(len(users), k, -1)).sum(dim=1)
-        user_cl = self._nce(h, fused)
+        user_cl = self._nce(model(inputs), fused)  # the anchor: its own dropout pass
         views = []
         for _ in range(2):
             rows = [
