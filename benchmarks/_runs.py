@@ -124,9 +124,9 @@ def busy_elsewhere(run_dir: Path) -> bool:
     """True (and a line on stdout) when another process is training ``run_dir`` (it holds the
     folder's :class:`~contrastkit.train.run_lock.RunLock`): a benchmark chain then skips that
     run instead of failing, and the next ``--collect`` picks it up when it is done."""
-    from contrastkit.train.run_lock import RunFolderBusyError, RunLock
+    from contrastkit.train.run_lock import LOCK_NAME, RunFolderBusyError, RunLock
 
-    if not (run_dir / ".lock").exists():
+    if not (run_dir / LOCK_NAME).exists():
         return False
     try:
         with RunLock(run_dir):

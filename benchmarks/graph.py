@@ -74,6 +74,7 @@ def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Pa
     from contrastkit.recipes.graphrec import run_graphrec_training
     from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
+    from contrastkit.train.run_lock import RunFolderBusyError
 
     path = config_path(dataset, method)
     if not path.is_file():
@@ -87,7 +88,11 @@ def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Pa
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {output.name} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
     note_command(output, command_line(), fresh=not resume)
-    run_graphrec_training(config, output, resume=resume)
+    try:
+        run_graphrec_training(config, output, resume=resume)
+    except RunFolderBusyError as error:  # taken by another process since busy_elsewhere()
+        print(f"== skipped: {error}", flush=True)
+        return None
     return output
 
 

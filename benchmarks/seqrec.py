@@ -37,12 +37,11 @@ from _runs import (
     write_merged,
 )
 
-from contrastkit.recipes.seqrec import UNFILTERED
-
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "seqrec"
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
+UNFILTERED = "unfiltered"  # contrastkit.recipes.seqrec.UNFILTERED (not imported: lazy imports)
 # MCLRec README (verified in ../shared/methods/recsys_graph_text.md, section 1(d)): test split,
 # full ranking, leave-one-out
 PUBLISHED = {
@@ -61,6 +60,7 @@ def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
     from contrastkit.recipes.seqrec import run_seqrec_training
     from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
+    from contrastkit.train.run_lock import RunFolderBusyError
 
     path = config_path(dataset, method)
     if not path.is_file():
@@ -73,7 +73,11 @@ def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
     resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
     print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
     note_command(output, command_line(), fresh=not resume)
-    run_seqrec_training(config, output, resume=resume)
+    try:
+        run_seqrec_training(config, output, resume=resume)
+    except RunFolderBusyError as error:  # taken by another process since busy_elsewhere()
+        print(f"== skipped: {error}", flush=True)
+        return None
     return output
 
 

@@ -147,3 +147,31 @@ def test_the_cli_refuses_a_folder_another_process_trains(tmp_path, capsys):
         assert not (out / "checkpoints").exists()
     assert main(["train", "--output", str(out), *TINY]) == 0
     assert (out / "checkpoints" / "latest").is_file()
+
+
+def test_inside_with_the_lock_lasts_until_the_block_ends(tmp_path):
+    with _engine(tmp_path / "run", _TinyTask()) as engine:
+        engine.fit()
+        assert engine.lock.held  # the recipe still writes its summary under the lock
+        with pytest.raises(RunFolderBusyError):
+            RunLock(tmp_path / "run").acquire()
+    assert not engine.lock.held
+    with RunLock(tmp_path / "run") as lock:
+        assert lock.held
+
+
+def test_a_refused_run_releases_the_lock(tmp_path):
+    _engine(tmp_path / "run", _TinyTask()).fit()
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        _engine(tmp_path / "run", _TinyTask()).prepare()  # no --resume
+    with RunLock(tmp_path / "run") as lock:  # not left held by the refused engine
+        assert lock.held
+
+
+def test_only_the_launching_process_takes_the_lock(tmp_path, monkeypatch):
+    """Processes that Fabric launches (LOCAL_RANK > 0) must not contend for rank 0's lock."""
+    with RunLock(tmp_path / "run"):  # held by rank 0
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        engine = _engine(tmp_path / "run", _TinyTask())
+        engine.prepare()
+        assert not engine.lock.held

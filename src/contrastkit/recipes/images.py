@@ -398,6 +398,20 @@ def run_image_training(
     dataset = load_dataset(config)
     task = ImageContrastiveTask(config, dataset)
     engine = Engine(config, output, task, resume=resume)
+    with engine:  # holds the run folder's lock until the summary and plots are written
+        return _train_and_report(config, output, dataset, task, engine, echo=echo)
+
+
+def _train_and_report(
+    config: RunConfig,
+    output: Path,
+    dataset: ImageDataset,
+    task: ImageContrastiveTask,
+    engine: Engine,
+    *,
+    echo: bool,
+) -> dict[str, Any]:
+    """The body of :func:`run_image_training` inside the engine's lock."""
     engine.prepare()  # every check that can refuse the run; the task is now on its device
     started = time.perf_counter()
 

@@ -29,18 +29,16 @@ def fit_and_summarize(
     and return ``header`` + the engine's scalar results + ``total_seconds`` since
     ``started`` (a ``time.perf_counter()`` value); rank 0 writes ``summary.json`` and
     ``results.md`` (``table([summary])``) and prints the table when ``echo``."""
-    engine = Engine(config, output, task, resume=resume)
-    if not resume and output.exists() and any(output.iterdir()):
-        engine.prepare()  # refuses a folder that holds a run
-    result = engine.fit()
-    summary = {
-        **header,
-        **{k: v for k, v in result.items() if not isinstance(v, dict)},
-        "total_seconds": round(time.perf_counter() - started, 1),
-    }
-    if engine.is_main:
-        atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
-        atomic_write_text(output / "results.md", table([summary]) + "\n")
-        if echo:
-            print(table([summary]))
+    with Engine(config, output, task, resume=resume) as engine:  # the lock until the summary
+        result = engine.fit()
+        summary = {
+            **header,
+            **{k: v for k, v in result.items() if not isinstance(v, dict)},
+            "total_seconds": round(time.perf_counter() - started, 1),
+        }
+        if engine.is_main:
+            atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(output / "results.md", table([summary]) + "\n")
+            if echo:
+                print(table([summary]))
     return summary

@@ -4,8 +4,10 @@ SRA-CL (without an LLM), wired for the engine. ``run_seqrec_training(config, out
 
 Protocol (MCLRec / RecBole): leave-one-out split (last item = test, second last = valid),
 training pairs = every prefix of each user's training sequence, full-softmax cross-entropy
-over all items, full ranking over all items with the user's history excluded, early stopping
-on the valid metric, and the test metrics of the best-valid weights.
+over all items, full ranking over all items, early stopping on the valid metric, and the test
+metrics of the best-valid weights. Metrics come with the user's history excluded (``test_*``,
+also the early-stopping metric) and with every item ranked (``test_unfiltered_*``, the
+protocol of the RecBole code behind the published tables).
 
 Every contrastive term is ``config.loss`` from :mod:`contrastkit.losses` (the papers' NT-Xent
 over 2B views with dot products and temperature 1 is ``info_nce`` with ``temperature=1``,
@@ -24,9 +26,10 @@ Methods (the per-batch loss; ``h = f(s)`` is the SASRec state of the last positi
   with the margin regulariser ``R``; three updates per batch: encoder with
   ``L_rec + λ L_cl + β L_meta``, augmenters with ``λ L_cl + L_meta``, encoder again.
 * ``sra_cl`` (Cui et al. 2025), no LLM: item neighbours from a semantic item space (MiniLM
-  title embeddings where titles exist, attribute vectors otherwise); user neighbours from the
-  mean item vector of each user's training history (one summary per user, not per prefix);
-  ``L_rec + α·nce(h, Σ_n a_n f(s_n)) + β·nce(f(sub1), f(sub2))`` with GAT-style attention
+  title embeddings where titles exist, attribute TF-IDF vectors with a small co-occurrence
+  part otherwise); for each training prefix, the k users whose training sequence (its last
+  ``max_len`` items) is closest to the prefix's mean item vector, its own user excluded;
+  ``L_rec + α·nce(f'(s), Σ_n a_n f(s_n)) + β·nce(f(sub1), f(sub2))`` with GAT-style attention
   weights ``a`` over the k neighbour users and substitution views.
 """
 
@@ -313,9 +316,9 @@ class SeqRecTask:
             items, self.semantic_kind = item_semantics(data, cfg.semantic, self.split.train)
             self.item_semantics = items
             self.item_neighbours = nearest_neighbours(items, cfg.neighbours).numpy()
-            # a candidate neighbour user is their whole training sequence
-            self.user_semantics = self.sequence_semantics(pad_left(self.split.train, cfg.max_len))
+            # a candidate neighbour user is their training sequence, its last max_len items
             self.user_sequences = pad_left(self.split.train, cfg.max_len)
+            self.user_semantics = self.sequence_semantics(self.user_sequences)
             semantic_dim = items.shape[1]
         if cfg.method == "duorec":
             self._same_target_index()
@@ -352,6 +355,10 @@ class SeqRecTask:
         self.device = fabric.device
         self.backward = fabric.backward
         self.tracker.load_files()
+        if self.cfg.method == "sra_cl":  # looked up every step: on the device once
+            self.item_semantics = self.item_semantics.to(self.device)
+            self.user_semantics = self.user_semantics.to(self.device)
+            self.user_sequences = self.user_sequences.to(self.device)
 
     def epoch_order(self, generator: torch.Generator, batch: int) -> Tensor:
         """The epoch's order of training pairs: a random permutation, or with
@@ -501,7 +508,7 @@ class SeqRecTask:
     def sequence_semantics(self, sequences: Tensor) -> Tensor:
         """``[B, L]`` left-padded item ids -> ``[B, S]``: the L2-normalised mean of the items'
         semantic vectors (SRA-CL's user / prefix vector, without an LLM)."""
-        table = self.item_semantics.to(sequences.device)
+        table = self.item_semantics.to(sequences.device)  # no copy once on the device
         return F.normalize(F.embedding_bag(sequences, table, mode="sum"), dim=1)
 
     def neighbour_users(self, inputs: Tensor, users: Tensor) -> tuple[Tensor, Tensor]:
@@ -513,7 +520,7 @@ class SeqRecTask:
         so the items a user buys after the prefix (including its target) do not choose its
         neighbours."""
         prefix = self.sequence_semantics(inputs)
-        similarity = prefix @ self.user_semantics.to(prefix.device).T  # [B, users]
+        similarity = prefix @ self.user_semantics.T  # [B, users]
         similarity[torch.arange(len(users), device=prefix.device), users] = float("-inf")
         return prefix, similarity.topk(self.cfg.neighbours, dim=1).indices
 
@@ -523,8 +530,8 @@ class SeqRecTask:
         users = self.pair_user[indices].to(self.device)
         prefix, neighbours = self.neighbour_users(inputs, users)  # [B, S], [B, k]
         k = neighbours.shape[1]
-        encoded = model(self.user_sequences.to(self.device)[neighbours.reshape(-1)])
-        weights = self.model.attention(prefix, self.user_semantics.to(self.device)[neighbours])
+        encoded = model(self.user_sequences[neighbours.reshape(-1)])
+        weights = self.model.attention(prefix, self.user_semantics[neighbours])
         fused = (weights[..., None] * encoded.reshape(len(users), k, -1)).sum(dim=1)
         user_cl = self._nce(model(inputs), fused)  # the anchor: its own dropout pass
         views = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,7 +89,8 @@ class Engine:
         self.restored: tuple[dict[str, Tensor], dict[str, Any]] | None = None
         self.start_epoch = 0  # the epoch of the checkpoint a resumed run continues from
         self.fabric: Fabric | None = None
-        self.lock = RunLock(self.run_dir)  # held by the main process from prepare() to fit()'s end
+        self.lock = RunLock(self.run_dir)  # held by the main process from prepare() to the end
+        self._managed = False  # inside ``with engine:`` the lock lasts until the block ends
         devices = config.train.devices
         if devices > 1 and config.train.batch_size % devices:
             raise ValueError(
@@ -104,6 +106,20 @@ class Engine:
         """
         if self.prepared:
             return
+        if self.resume and not self.run_dir.is_dir():
+            raise FileNotFoundError(f"--resume: {self.run_dir} does not exist")
+        # The process that writes the folder takes its lock before anything reads or writes it,
+        # and before Fabric starts other processes (a refused run then starts none).
+        if _launching_rank() == 0:
+            self.lock.acquire()  # RunFolderBusyError if another process trains this folder
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+        self.prepared = True
+
+    def _prepare(self) -> None:
         cfg = self.config.train
         folder = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir.exists() else None
         if folder is not None and not self.resume:
@@ -111,8 +127,6 @@ class Engine:
                 f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
                 "another --output folder"
             )
-        if self.resume and not self.run_dir.is_dir():
-            raise FileNotFoundError(f"--resume: {self.run_dir} does not exist")
         if folder is not None:
             weights, state = load_checkpoint(folder)
             saved = config_from_dict(state["config"])
@@ -144,14 +158,7 @@ class Engine:
                 "train.sync_batchnorm=true needs GPUs (SyncBatchNorm); set it false or leave it "
                 "unset (null) for per-process statistics on the CPU"
             )
-        if self.is_main:
-            self.lock.acquire()  # RunFolderBusyError if another process trains this folder
-        try:
-            self.task.setup(self.fabric)
-        except BaseException:
-            self.lock.release(remove_unused_folder=True)
-            raise
-        self.prepared = True
+        self.task.setup(self.fabric)
 
     @property
     def is_main(self) -> bool:
@@ -175,11 +182,26 @@ class Engine:
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train (or continue) the run; the run folder's lock is released however it ends."""
+        """Train (or continue) the run. The run folder's lock is released when ``fit`` ends,
+        however it ends, or, inside ``with engine:``, when the block ends (so that a recipe's
+        summary and plots are written under the lock)."""
         try:
             return self._fit()
         finally:
-            self.lock.release()
+            if not self._managed:
+                self.close()
+
+    def close(self) -> None:
+        """Release the run folder's lock (a folder this run created and left empty goes)."""
+        self.lock.release(remove_unused_folder=True)
+
+    def __enter__(self) -> Engine:
+        self._managed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._managed = False
+        self.close()
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.config.train
@@ -369,6 +391,12 @@ class _NoWriter:
 
     def close(self) -> None:
         return None
+
+
+def _launching_rank() -> int:
+    """The global rank of this process as the launcher set it (``RANK``, or ``LOCAL_RANK`` for
+    Fabric's own launcher): 0 in the process started by the user, before Fabric launches."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
 def is_number(value: Any) -> bool:

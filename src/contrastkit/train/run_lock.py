@@ -13,6 +13,7 @@ leaves a stale lock behind (the ``.lock`` file itself stays and is harmless).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -50,17 +51,24 @@ class RunLock:
             return
         self._made_folder = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
-        try:
-            _lock(handle)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+        for _ in range(3):
+            handle = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+            try:
+                _lock(handle)
+            except OSError:
+                holder = _read_holder(handle)
+                handle.close()
+                raise RunFolderBusyError(
+                    f"{self.path.parent} is being trained by another process ({holder}); wait "
+                    "for it to finish or stop it, then --resume (or choose another --output)"
+                ) from None
+            if _same_file(handle, self.path):
+                break
+            # the holder removed the file between our open and our lock: lock the new one
+            _unlock(handle)
             handle.close()
-            raise RunFolderBusyError(
-                f"{self.path.parent} is being trained by another process ({holder}); wait for "
-                "it to finish or stop it, then --resume (or choose another --output folder)"
-            ) from None
+        else:  # pragma: no cover - three removals in a row
+            raise RunFolderBusyError(f"{self.path} keeps being replaced by another process")
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -73,15 +81,21 @@ class RunLock:
         both, so that a refused run leaves no folder behind."""
         if self._handle is None:
             return
-        try:
-            _unlock(self._handle)
-        finally:
-            self._handle.close()
-            self._handle = None
         folder = self.path.parent
-        if remove_unused_folder and self._made_folder and os.listdir(folder) == [LOCK_NAME]:
-            self.path.unlink()
-            folder.rmdir()
+        try:
+            if remove_unused_folder and self._made_folder and os.listdir(folder) == [LOCK_NAME]:
+                # unlinked while still locked, so nobody takes the old file meanwhile; on
+                # Windows (an open file cannot go) or if another process wrote into the folder
+                # meanwhile, the folder simply stays
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                    folder.rmdir()
+        finally:
+            try:
+                _unlock(self._handle)
+            finally:
+                self._handle.close()
+                self._handle = None
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -91,11 +105,32 @@ class RunLock:
         self.release()
 
 
+def _read_holder(handle: IO[str]) -> str:
+    try:
+        handle.seek(0)
+        return handle.read().strip() or "unknown"
+    except OSError:  # pragma: no cover - an unreadable lock file
+        return "unknown"
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    """Whether the open ``handle`` is still the file at ``path`` (not unlinked meanwhile)."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+# Windows locks are mandatory: lock one byte far past the text, so that a refused process can
+# still read who holds the lock.
+_WINDOWS_LOCK_OFFSET = 1 << 20
+
+
 def _lock(handle: IO[str]) -> None:
     if fcntl is not None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    else:  # pragma: no cover - Windows: lock the first byte
-        handle.seek(0)
+    else:  # pragma: no cover - Windows
+        os.lseek(handle.fileno(), _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
         msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
 
 
@@ -103,5 +138,5 @@ def _unlock(handle: IO[str]) -> None:
     if fcntl is not None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     else:  # pragma: no cover
-        handle.seek(0)
+        os.lseek(handle.fileno(), _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
         msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
