@@ -310,7 +310,8 @@ def test_mclrec_step_equals_the_three_full_steps(tmp_path):
     for key in ours:
         if key.endswith("key.bias"):  # true gradient 0 (softmax shift): Adam moves it by noise
             continue
-        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=2e-6, msg=key)
+        # float noise that Adam (lr 1e-2) amplifies; a wrong step 2 moves weights by ~lr
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=1e-5, msg=key)
     moved = task.model.augmenters.state_dict()
     assert any(not torch.equal(moved[k], initial[k]) for k in initial)  # step 2 did learn
 
