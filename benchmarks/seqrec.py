@@ -81,15 +81,39 @@ def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
     return output
 
 
+def time_training_steps(task, config, steps: int) -> tuple[float, int]:
+    """Seconds per training step of ``task`` (``steps`` steps of the config's batch size after
+    two warm-up steps: losses, backward, Adam; MCLRec's inner steps included) and the number
+    of steps per epoch."""
+    import time
+
+    import torch
+
+    task.backward = lambda loss: loss.backward()
+    params = [p for p in task.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.optim.lr)
+    task.bind_optimizer(optimizer)
+    batch = config.train.batch_size
+    order = task.epoch_order(torch.Generator().manual_seed(0), batch)
+    blocks = order[: order.numel() // batch * batch].reshape(-1, batch)
+    task.model.train()
+    for k in range(steps + 2):
+        if k == 2:
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = task.training_step(task.model, blocks[k])
+        if loss.requires_grad:
+            loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / steps, int(blocks.shape[0])
+
+
 def time_epochs(
     datasets: list[str], methods: list[str], steps: int, command: str, overrides: list[str]
 ) -> list[dict]:
     """Seconds per training epoch of each method, from ``steps`` timed training steps (after
     two warm-up steps) with the config's batch size and length buckets and the ``--set``
     ``overrides`` (recorded with the timing); no evaluation."""
-    import time
-
-    import torch
 
     from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
     from contrastkit.train.config import load_config
@@ -99,31 +123,15 @@ def time_epochs(
         for method in methods:
             config = load_config(config_path(dataset, method), overrides)
             task = SeqRecTask(config, load_sequences(config.seqrec), ROOT / "runs" / "timing")
-            task.backward = lambda loss: loss.backward()
-            params = [p for p in task.model.parameters() if p.requires_grad]
-            optimizer = torch.optim.Adam(params, lr=config.optim.lr)
-            task.bind_optimizer(optimizer)
-            batch = config.train.batch_size
-            order = task.epoch_order(torch.Generator().manual_seed(0), batch)
-            blocks = order[: order.numel() // batch * batch].reshape(-1, batch)
-            task.model.train()
-            for k in range(steps + 2):
-                if k == 2:
-                    start = time.perf_counter()
-                optimizer.zero_grad(set_to_none=True)
-                loss, _ = task.training_step(task.model, blocks[k])
-                if loss.requires_grad:
-                    loss.backward()
-                optimizer.step()
-            per_step = (time.perf_counter() - start) / steps
+            per_step, steps_per_epoch = time_training_steps(task, config, steps)
             records.append(
                 {
                     "dataset": dataset,
                     "method": method,
                     "overrides": sorted(overrides),
                     "seconds_per_step": round(per_step, 4),
-                    "steps_per_epoch": int(blocks.shape[0]),
-                    "seconds_per_epoch": round(per_step * blocks.shape[0], 1),
+                    "steps_per_epoch": steps_per_epoch,
+                    "seconds_per_epoch": round(per_step * steps_per_epoch, 1),
                     "timed_steps": steps,
                     "device": device(),
                     "command": command,

@@ -16,10 +16,10 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 from _runs import command_line, device
+from seqrec import time_training_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -40,24 +40,8 @@ def seconds_per_step(method: str, dropout: str, steps: int) -> float:
         task = SeqRecTask(config, load_sequences(config.seqrec), ROOT / "runs" / "timing")
     finally:
         sasrec.FastDropout = FastDropout
-    task.backward = lambda loss: loss.backward()
-    params = [p for p in task.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.optim.lr)
-    task.bind_optimizer(optimizer)
-    batch = config.train.batch_size
-    order = task.epoch_order(torch.Generator().manual_seed(0), batch)
-    blocks = order[: order.numel() // batch * batch].reshape(-1, batch)
-    task.model.train()
     torch.manual_seed(0)
-    for k in range(steps + 2):
-        if k == 2:
-            start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss, _ = task.training_step(task.model, blocks[k])
-        if loss.requires_grad:
-            loss.backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / steps
+    return time_training_steps(task, config, steps)[0]
 
 
 def main() -> int:
