@@ -171,17 +171,12 @@ def run_record(run_dir: Path, command: str) -> dict:
 def _best_weights_metrics(run_dir: Path) -> tuple[dict, dict]:
     """Test metrics of the run's best-valid weights (``best.safetensors``): history excluded,
     and every item ranked (without the ``test_`` / ``test_unfiltered_`` prefixes)."""
-    from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
-    from contrastkit.train.checkpoint import load_weights
-    from contrastkit.train.config import load_config
+    from contrastkit.recipes.seqrec import evaluate_run
 
-    config = load_config(run_dir / "config.yaml")
-    task = SeqRecTask(config, load_sequences(config.seqrec), run_dir)
-    task.model.load_state_dict(load_weights(run_dir / "best.safetensors"))
-    filtered = prefixed(task.ranking_metrics("test"), "test_")
-    unfiltered = prefixed(
-        task.ranking_metrics("test", exclude_history=False), f"test_{UNFILTERED}_"
-    )
+    metrics = evaluate_run(run_dir, weights="best")
+    test = prefixed(metrics, "test_")
+    filtered = {k: v for k, v in test.items() if not k.startswith(UNFILTERED)}
+    unfiltered = prefixed(metrics, f"test_{UNFILTERED}_")
     return filtered, unfiltered
 
 

@@ -166,6 +166,24 @@ def _train_command(args: argparse.Namespace) -> int:
 
 
 def _eval_command(args: argparse.Namespace) -> int:
+    from contrastkit.recipes.reporting import run_config
+
+    recipe = run_config(Path(args.run_dir)).recipe
+    weights = args.weights or ("latest" if recipe == "images" else "best")
+    if recipe in ("seqrec", "graphrec"):
+        if recipe == "seqrec":
+            from contrastkit.recipes.seqrec import evaluate_run
+        else:
+            from contrastkit.recipes.graphrec import evaluate_run
+        print(json.dumps(evaluate_run(args.run_dir, weights=weights), indent=2))
+        return 0
+    if recipe != "images":
+        raise ValueError(
+            f"contrastkit eval re-evaluates images, seqrec and graphrec runs; {args.run_dir} "
+            f"holds a {recipe!r} run, whose final metrics are in its summary.json"
+        )
+    if weights != "latest":
+        raise ValueError("image runs keep no best weights: use --weights latest (the default)")
     from contrastkit.recipes.images import evaluate_run
 
     evaluate_run(args.run_dir)
@@ -246,8 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run folder (default: runs/<dataset>-<loss>-v<V>-<time>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --output")
     train.set_defaults(run=_train_command, overrides=[])
-    evaluate = commands.add_parser("eval", help="re-evaluate the latest checkpoint of a run")
+    evaluate = commands.add_parser(
+        "eval",
+        help="re-evaluate a run folder (images: latest checkpoint; seqrec / graphrec: best "
+        "weights, both ranking protocols for seqrec)",
+    )
     evaluate.add_argument("run_dir")
+    evaluate.add_argument(
+        "--weights",
+        choices=("best", "latest"),
+        default=None,
+        help="best.safetensors (default for seqrec / graphrec) or the latest checkpoint "
+        "(default and only choice for image runs)",
+    )
     evaluate.set_defaults(run=_eval_command)
     compare = commands.add_parser("compare", help="train a grid and print mean ± std")
     compare.add_argument("--config")

@@ -590,3 +590,19 @@ def test_zero_layers_only_for_lightgcn_and_a_file_dataset_needs_a_path():
         load_config(None, ["graphrec.method=sgl", "graphrec.layers=0"])
     with pytest.raises(ConfigError, match=r"needs graphrec\.path"):
         load_config(None, ["graphrec.dataset=file"])
+
+
+def test_eval_command_re_scores_the_best_weights(tmp_path, capsys):
+    data = _write_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    summary = graphrec.run_graphrec_training(
+        _config(data, "lightgcn", "train.epochs=3"), out, echo=False
+    )
+    assert cli.main(["eval", str(out)]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["weights"] == "best.safetensors"
+    assert best["test_Recall@20"] == pytest.approx(summary["best_test_Recall@20"])
+    assert cli.main(["eval", str(out), "--weights", "latest"]) == 0
+    latest = json.loads(capsys.readouterr().out)
+    assert latest["weights"] == "epoch-00003"
+    assert latest["test_Recall@20"] == pytest.approx(summary["test_Recall@20"])

@@ -102,6 +102,17 @@ def test_eval_command_reproduces_the_final_metrics(tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["knn_acc"] == pytest.approx(summary["knn_acc"])
     assert metrics["linear_acc"] == pytest.approx(summary["linear_acc"])
+    assert main(["eval", str(out), "--weights", "best"]) == 2
+    assert "image runs keep no best weights" in capsys.readouterr().err
+
+
+def test_eval_command_refuses_recipes_without_a_re_evaluation(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(load_config(None, ["recipe=text"]).to_yaml())
+    assert main(["eval", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "re-evaluates images, seqrec and graphrec runs" in err and "'text'" in err
 
 
 def test_compare_prints_mean_and_std(tmp_path, capsys):

@@ -509,3 +509,23 @@ def test_the_cli_trains_a_seqrec_config_and_resumes(tmp_path, capsys):
     assert summary["epochs"] == 2 and 0.0 <= summary["test_HR@20"] <= 1.0
     assert cli.main(["train", "--resume", "--output", str(out)]) == 0  # finished: no retraining
     assert json.loads((out / "summary.json").read_text())["test_HR@20"] == summary["test_HR@20"]
+
+
+def test_eval_command_re_scores_a_run_under_both_protocols(tmp_path, capsys):
+    from contrastkit.cli import main
+
+    path, attr = _write_dataset(tmp_path)
+    out = tmp_path / "run"
+    summary = seqrec.run_seqrec_training(_config(path, attr, "sasrec"), out, echo=False)
+    assert main(["eval", str(out)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["weights"] == "best.safetensors"
+    for key in ("valid_MRR", "test_HR@20", "test_NDCG@10", "test_unfiltered_HR@20"):
+        assert metrics[key] == pytest.approx(summary[key]), key
+    assert main(["eval", str(out), "--weights", "latest"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == "epoch-00003"
+    (out / "best.safetensors").unlink()
+    assert main(["eval", str(out)]) == 2
+    assert "best.safetensors does not exist (use --weights latest)" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "is not a run folder (no config.yaml)" in capsys.readouterr().err

@@ -39,8 +39,9 @@ from contrastkit.eval.diagnostics import (
     uniformity_metric,
 )
 from contrastkit.eval.probes import knn_classify, linear_probe
-from contrastkit.train.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint
-from contrastkit.train.config import ConfigError, RunConfig, load_config
+from contrastkit.recipes.reporting import load_into, run_config, run_weights
+from contrastkit.train.checkpoint import atomic_write_text
+from contrastkit.train.config import ConfigError, RunConfig
 from contrastkit.train.engine import Engine
 from contrastkit.train.gradcache import grad_cache_step
 from contrastkit.views.image import ImageViews, augmentation_preset
@@ -507,24 +508,16 @@ def result_table(summary: dict[str, Any]) -> str:
 def evaluate_run(run_dir: str | Path, *, echo: bool = True) -> dict[str, Any]:
     """Re-evaluate the latest checkpoint of a run folder (``contrastkit eval RUN_DIR``)."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
-    config = load_config(config_path)
-    folder = latest_checkpoint(run_dir / "checkpoints")
-    if folder is None:
-        raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no complete checkpoint")
+    config = run_config(run_dir)
+    if config.recipe != "images":
+        raise ValueError(f"{run_dir} holds a {config.recipe!r} run, not an image run")
+    weights, source = run_weights(run_dir, "latest")
     dataset = load_dataset(config)
     task = ImageContrastiveTask(config, dataset)
-    weights, _ = load_checkpoint(folder)
-    try:
-        task.model.load_state_dict(weights, strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise ValueError(f"checkpoint {folder} does not fit this run's model: {first}") from None
+    load_into(task.model, weights, f"checkpoint {run_dir / 'checkpoints' / source}")
     task.setup(Fabric(accelerator="auto", devices=1))  # a GPU when there is one
     metrics = evaluate_representations(task, config)
-    metrics["checkpoint"] = folder.name
+    metrics["checkpoint"] = source
     if echo:
         print(json.dumps(metrics, indent=2))
     return metrics

@@ -9,9 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from contrastkit.train.checkpoint import atomic_write_text
-from contrastkit.train.config import RunConfig
+from torch import Tensor, nn
+
+from contrastkit.train.checkpoint import (
+    atomic_write_text,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+)
+from contrastkit.train.config import RunConfig, load_config
 from contrastkit.train.engine import Engine, Task
+
+WEIGHTS = ("best", "latest")  # what ``contrastkit eval --weights`` can load
 
 
 def fit_and_summarize(
@@ -42,3 +51,37 @@ def fit_and_summarize(
             if echo:
                 print(table([summary]))
     return summary
+
+
+def run_config(run_dir: Path) -> RunConfig:
+    """The config of a run folder (``config.yaml``), or a clear error for another folder."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+    return load_config(path)
+
+
+def run_weights(run_dir: Path, which: str) -> tuple[dict[str, Tensor], str]:
+    """Weights of a run folder and their name: ``"best"`` (``best.safetensors``, the best-valid
+    weights of the recommendation recipes) or ``"latest"`` (the latest complete checkpoint)."""
+    run_dir = Path(run_dir)
+    if which not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}; got {which!r}")
+    if which == "best":
+        best = run_dir / "best.safetensors"
+        if not best.is_file():
+            raise FileNotFoundError(f"{best} does not exist (use --weights latest)")
+        return load_weights(best), best.name
+    folder = latest_checkpoint(run_dir / "checkpoints")
+    if folder is None:
+        raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no complete checkpoint")
+    return load_checkpoint(folder)[0], folder.name
+
+
+def load_into(model: nn.Module, weights: dict[str, Tensor], source: str) -> None:
+    """``model.load_state_dict(weights)`` with a one-line error naming ``source``."""
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(f"{source} does not fit this run's model: {first}") from None
