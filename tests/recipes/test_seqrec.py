@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -327,6 +328,20 @@ def test_sra_cl_semantic_spaces(tmp_path):
     assert same.shape[0] == data.num_items + 1 and float(same[0].abs().sum()) == 0.0
     with pytest.raises(ValueError, match="no item titles"):
         seqrec.item_semantics(data, "titles", train)
+
+
+def test_attribute_vectors_are_tf_idf_with_repeated_attributes_counted():
+    # 4 items; attribute 7 on every item (idf 0), 8 on items 1-2, 9 on item 1 twice and item 3
+    attributes = {1: [7, 8, 9, 9], 2: [7, 8], 3: [7, 9], 4: [7]}
+    x = seqrec._attribute_vectors(attributes, 4).double()
+    idf = {7: math.log(5 / 5), 8: math.log(5 / 3), 9: math.log(5 / 3)}
+    expected = torch.zeros(5, 3, dtype=torch.float64)
+    for item, values in attributes.items():
+        for a in values:
+            expected[item, a - 7] += idf[a]
+    expected = F.normalize(expected, dim=1)
+    torch.testing.assert_close(x, expected, rtol=1e-6, atol=1e-7)
+    assert x[1, 2] > x[1, 1] > 0  # the repeated attribute weighs more
 
 
 def test_attribute_twins_are_ordered_by_cooccurrence_and_nothing_leaks(tmp_path):

@@ -256,16 +256,19 @@ def _title_embeddings(titles: dict[int, str], n: int) -> Tensor:
 
 
 def _attribute_vectors(attributes: dict[int, list[int]], n: int) -> Tensor:
+    """TF-IDF rows ``[n + 1, attributes]``, L2-normalised: term frequency = how often the item
+    lists the attribute (LastFM lists tags repeatedly; Amazon's lists hold each once),
+    ``idf = log((n + 1) / (1 + items with the attribute))``."""
     ids = sorted({a for values in attributes.values() for a in values})
     column = {a: k for k, a in enumerate(ids)}
     rows, cols = [], []
     for item, values in attributes.items():
-        for a in set(values):
+        for a in values:
             rows.append(item)
             cols.append(column[a])
     x = torch.zeros(n + 1, len(ids))
-    x[torch.tensor(rows), torch.tensor(cols)] = 1.0
-    idf = torch.log((n + 1) / (1.0 + x.sum(dim=0)))
+    x.index_put_((torch.tensor(rows), torch.tensor(cols)), torch.ones(len(rows)), accumulate=True)
+    idf = torch.log((n + 1) / (1.0 + (x > 0).sum(dim=0)))
     return F.normalize(x * idf, dim=1)
 
 
