@@ -275,7 +275,8 @@ def table(records: list[dict]) -> str:
     """Markdown: test HR@20 / NDCG@20 with each user's history excluded ("filtered") and with
     every item ranked ("all items", the protocol of the published numbers)."""
     lines = [
-        "| dataset | method | HR@20 | NDCG@20 | HR@20 all items | NDCG@20 all items "
+        "| dataset | method | HR@20 filtered | NDCG@20 filtered | HR@20 all items "
+        "| NDCG@20 all items "
         "| published HR@20 / NDCG@20 | best epoch / trained | s per epoch |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
