@@ -14,11 +14,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def device() -> str:
-    """``"<machine> cpu (<torch threads> threads)"``."""
+def device(accelerator: str = "cpu") -> str:
+    """``"<machine> cpu (<torch threads> threads)"``, or the GPU's name for ``"cuda"``."""
     import torch
 
+    if accelerator.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(accelerator))} (cuda)"
     return f"{platform.machine()} cpu ({torch.get_num_threads()} threads)"
+
+
+def accelerator_kind(record: dict) -> str:
+    """``"cuda"`` for a record timed on a GPU, else ``"cpu"`` (also for older records)."""
+    return "cuda" if "(cuda)" in record.get("device", "") else "cpu"
+
+
+def synchronize(accelerator: str) -> None:
+    """Wait for queued GPU work before reading a clock (nothing to wait for on the CPU)."""
+    import torch
+
+    if accelerator.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def command_line() -> str:

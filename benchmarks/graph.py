@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from _runs import (
+    accelerator_kind,
     add_set_argument,
     busy_elsewhere,
     collect_runs,
@@ -47,6 +48,7 @@ from _runs import (
     note_command,
     prefixed,
     read_metrics,
+    synchronize,
     write_merged,
 )
 
@@ -97,11 +99,16 @@ def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Pa
 
 
 def time_epochs(
-    datasets: list[str], methods: list[str], steps: int, command: str, overrides: list[str]
+    datasets: list[str],
+    methods: list[str],
+    steps: int,
+    command: str,
+    overrides: list[str],
+    accelerator: str = "cpu",
 ) -> list[dict]:
     """Seconds per training epoch of each method, from ``steps`` timed training steps (after
     one warm-up step) with the config's batch size (and ``overrides``, e.g.
-    ``graphrec.core=dense``), and the seconds of one evaluation."""
+    ``graphrec.core=dense``), and the seconds of one evaluation, on ``accelerator``."""
     import torch
 
     from contrastkit.recipes.graphrec import GraphRecTask, load_graph
@@ -115,6 +122,8 @@ def time_epochs(
             if graph is None:
                 graph = load_graph(config.graphrec)
             task = GraphRecTask(config, graph, ROOT / "runs" / "timing")
+            task.to(torch.device(accelerator))
+            task.model.to(torch.device(accelerator))
             params = [p for p in task.model.parameters() if p.requires_grad]
             optimizer = torch.optim.Adam(params, lr=config.optim.lr)
             batch = min(config.train.batch_size, task.num_train())
@@ -127,12 +136,14 @@ def time_epochs(
             logs: dict[str, float] = {}
             for k in range(steps + 1):
                 if k == 1:
+                    synchronize(accelerator)
                     start = time.perf_counter()
                 torch.manual_seed(k)
                 optimizer.zero_grad(set_to_none=True)
                 loss, logs = task.training_step(task.model, blocks[k % len(blocks)])
                 loss.backward()
                 optimizer.step()
+            synchronize(accelerator)
             per_step = (time.perf_counter() - start) / steps
             started = time.perf_counter()
             metrics = task.ranking_metrics()
@@ -154,7 +165,7 @@ def time_epochs(
                     "timed_steps": steps,
                     "last_step_losses": {k: round(v, 4) for k, v in logs.items()},
                     "recall20_after_timing": round(metrics["test_Recall@20"], 4),
-                    "device": device(),
+                    "device": device(accelerator),
                     "command": command,
                 }
             )
@@ -172,10 +183,11 @@ def timing_key(config) -> dict:
 
 
 def timing_identity(record: dict) -> tuple:
-    """A timing record replaces an older one of the same dataset, method, loss, core and
-    ``--set`` overrides (none for the older records)."""
+    """A timing record replaces an older one of the same dataset, method, loss, core, ``--set``
+    overrides (none for the older records) and kind of device (CPU or GPU)."""
     keys = ("dataset", "method", "loss", "core")
-    return (*(record.get(k) for k in keys), tuple(record.get("overrides", [])))
+    overrides = tuple(record.get("overrides", []))
+    return (*(record.get(k) for k in keys), overrides, accelerator_kind(record))
 
 
 def run_record(run: Path, command: str) -> dict | None:
@@ -311,6 +323,9 @@ def main() -> int:
     parser.add_argument(
         "--timing", type=int, metavar="STEPS", help="instead: time STEPS training steps per method"
     )
+    parser.add_argument(
+        "--device", default="cpu", help="with --timing: cpu (default) or cuda (a GPU's timings)"
+    )
     add_set_argument(parser)
     parser.add_argument(
         "--threads",
@@ -333,7 +348,9 @@ def main() -> int:
             "validation runs (graphrec.valid_fraction) with `contrastkit train --output ...`"
         )
     if args.timing:
-        records = time_epochs(args.datasets, args.methods, args.timing, command, args.set)
+        records = time_epochs(
+            args.datasets, args.methods, args.timing, command, args.set, args.device
+        )
         write_merged(RESULTS / "graph_timing.json", records, timing_identity)
         return 0
     trained: set[Path] = set()

@@ -24,6 +24,7 @@ import platform
 from pathlib import Path
 
 from _runs import (
+    accelerator_kind,
     add_set_argument,
     busy_elsewhere,
     collect_runs,
@@ -34,6 +35,7 @@ from _runs import (
     noted_command,
     prefixed,
     read_metrics,
+    synchronize,
     write_merged,
 )
 
@@ -81,14 +83,19 @@ def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
     return output
 
 
-def time_training_steps(task, config, steps: int) -> tuple[float, int]:
+def time_training_steps(task, config, steps: int, accelerator: str = "cpu") -> tuple[float, int]:
     """Seconds per training step of ``task`` (``steps`` steps of the config's batch size after
     two warm-up steps: losses, backward, Adam; MCLRec's inner steps included) and the number
-    of steps per epoch."""
+    of steps per epoch, on ``accelerator`` ("cpu" or "cuda")."""
     import time
 
     import torch
+    from lightning_fabric import Fabric
 
+    if accelerator != "cpu":  # the task's data and the model on the device
+        fabric = Fabric(accelerator=accelerator, devices=1)
+        task.setup(fabric)
+        task.model.to(fabric.device)
     task.backward = lambda loss: loss.backward()
     params = [p for p in task.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.optim.lr)
@@ -99,21 +106,28 @@ def time_training_steps(task, config, steps: int) -> tuple[float, int]:
     task.model.train()
     for k in range(steps + 2):
         if k == 2:
+            synchronize(accelerator)
             start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss, _ = task.training_step(task.model, blocks[k])
         if loss.requires_grad:
             loss.backward()
         optimizer.step()
+    synchronize(accelerator)
     return (time.perf_counter() - start) / steps, int(blocks.shape[0])
 
 
 def time_epochs(
-    datasets: list[str], methods: list[str], steps: int, command: str, overrides: list[str]
+    datasets: list[str],
+    methods: list[str],
+    steps: int,
+    command: str,
+    overrides: list[str],
+    accelerator: str = "cpu",
 ) -> list[dict]:
     """Seconds per training epoch of each method, from ``steps`` timed training steps (after
     two warm-up steps) with the config's batch size and length buckets and the ``--set``
-    ``overrides`` (recorded with the timing); no evaluation."""
+    ``overrides`` (recorded with the timing), on ``accelerator``; no evaluation."""
 
     from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
     from contrastkit.train.config import load_config
@@ -123,7 +137,7 @@ def time_epochs(
         for method in methods:
             config = load_config(config_path(dataset, method), overrides)
             task = SeqRecTask(config, load_sequences(config.seqrec), ROOT / "runs" / "timing")
-            per_step, steps_per_epoch = time_training_steps(task, config, steps)
+            per_step, steps_per_epoch = time_training_steps(task, config, steps, accelerator)
             records.append(
                 {
                     "dataset": dataset,
@@ -133,7 +147,7 @@ def time_epochs(
                     "steps_per_epoch": steps_per_epoch,
                     "seconds_per_epoch": round(per_step * steps_per_epoch, 1),
                     "timed_steps": steps,
-                    "device": device(),
+                    "device": device(accelerator),
                     "command": command,
                 }
             )
@@ -142,9 +156,10 @@ def time_epochs(
 
 
 def timing_identity(record: dict) -> tuple:
-    """A timing record replaces an older one of the same dataset, method and ``--set``
-    overrides (none for the older records)."""
-    return record["dataset"], record["method"], tuple(record.get("overrides", []))
+    """A timing record replaces an older one of the same dataset, method, ``--set`` overrides
+    (none for the older records) and kind of device (CPU or GPU)."""
+    overrides = tuple(record.get("overrides", []))
+    return record["dataset"], record["method"], overrides, accelerator_kind(record)
 
 
 def run_record(run_dir: Path, command: str) -> dict:
@@ -307,11 +322,16 @@ def main() -> int:
     parser.add_argument(
         "--timing", type=int, metavar="STEPS", help="instead: time STEPS training steps per method"
     )
+    parser.add_argument(
+        "--device", default="cpu", help="with --timing: cpu (default) or cuda (a GPU's timings)"
+    )
     add_set_argument(parser)
     args = parser.parse_args()
     command = command_line()
     if args.timing:
-        records = time_epochs(args.datasets, args.methods, args.timing, command, args.set)
+        records = time_epochs(
+            args.datasets, args.methods, args.timing, command, args.set, args.device
+        )
         write_merged(RESULTS / "seqrec_timing.json", records, timing_identity)
         return 0
     trained: set[Path] = set()

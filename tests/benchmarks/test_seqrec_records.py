@@ -57,3 +57,16 @@ def test_records_carry_both_protocols_and_old_runs_get_them_from_the_best_weight
     row = bench.table([again]).splitlines()[2]
     hr, hr_all = again["metrics"]["HR@20"], again["metrics_unfiltered"]["HR@20"]
     assert f"| {hr:.4f} |" in row and f"| {hr_all:.4f} |" in row
+
+
+def test_timings_keep_cpu_and_gpu_records_apart_and_time_a_tiny_task(tmp_path, bench):
+    cpu = {"dataset": "beauty", "method": "sasrec", "device": "x86_64 cpu (2 threads)"}
+    gpu = {"dataset": "beauty", "method": "sasrec", "device": "NVIDIA H200 (cuda)"}
+    old = {"dataset": "beauty", "method": "sasrec", "device": "x86_64 cpu"}  # no overrides key
+    assert bench.timing_identity(cpu) != bench.timing_identity(gpu)
+    assert bench.timing_identity(cpu) == bench.timing_identity({**old, "overrides": []})
+    path, attr = _write_dataset(tmp_path)
+    config = _config(path, attr, "cl4srec", "train.batch_size=8")
+    task = recipe.SeqRecTask(config, recipe.load_sequences(config.seqrec), tmp_path / "t")
+    seconds, steps_per_epoch = bench.time_training_steps(task, config, 2, "cpu")
+    assert seconds > 0 and steps_per_epoch == task.num_train() // 8
