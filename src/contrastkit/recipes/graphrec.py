@@ -95,7 +95,7 @@ from contrastkit.data.images import data_root
 from contrastkit.encoders.lightgcn import LightGCN, bpr_loss, to_csr
 from contrastkit.eval.ranking import recall_ndcg_in_chunks
 from contrastkit.losses.registry import positional_inputs
-from contrastkit.recipes.reporting import fit_and_summarize, load_into, run_config, run_weights
+from contrastkit.recipes.reporting import fit_and_summarize, load_run_task
 from contrastkit.train.best import BestWeights
 from contrastkit.train.config import GRAPHREC_KS, GraphRecConfig, RunConfig
 
@@ -537,13 +537,9 @@ def evaluate_run(run_dir: str | Path, *, weights: str = "best") -> dict[str, Any
     """Re-evaluate a graphrec run folder (``contrastkit eval RUN_DIR``): Recall@k / NDCG@k on
     the run's evaluated split, of its ``best.safetensors`` (``weights="best"``) or of its
     latest checkpoint."""
-    run_dir = Path(run_dir)
-    config = run_config(run_dir)
-    if config.recipe != "graphrec":
-        raise ValueError(f"{run_dir} holds a {config.recipe!r} run, not a graphrec run")
-    state, source = run_weights(run_dir, weights)
-    task = GraphRecTask(config, load_graph(config.graphrec), run_dir)
-    load_into(task.model, state, str(run_dir / source))
+    task, source = load_run_task(
+        run_dir, "graphrec", lambda c, d: GraphRecTask(c, load_graph(c.graphrec), d), weights
+    )
     return {**task.ranking_metrics(), "weights": source}
 
 

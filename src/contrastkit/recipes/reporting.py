@@ -85,3 +85,18 @@ def load_into(model: nn.Module, weights: dict[str, Tensor], source: str) -> None
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise ValueError(f"{source} does not fit this run's model: {first}") from None
+
+
+def load_run_task(
+    run_dir: str | Path, recipe: str, build: Callable[[RunConfig, Path], Any], weights: str
+) -> tuple[Any, str]:
+    """The task of a ``recipe`` run folder with the run's weights loaded (``weights``: see
+    :func:`run_weights`), and the weights' name. ``build(config, run_dir)`` makes the task."""
+    run_dir = Path(run_dir)
+    config = run_config(run_dir)
+    if config.recipe != recipe:
+        raise ValueError(f"{run_dir} holds a {config.recipe!r} run, not a {recipe} run")
+    state, source = run_weights(run_dir, weights)
+    task = build(config, run_dir)
+    load_into(task.model, state, str(run_dir / source))
+    return task, source

@@ -60,7 +60,7 @@ from contrastkit.data.sequences import (
 from contrastkit.encoders.sasrec import SASRec
 from contrastkit.eval.ranking import evaluate_in_chunks
 from contrastkit.losses.registry import positional_inputs
-from contrastkit.recipes.reporting import fit_and_summarize, load_into, run_config, run_weights
+from contrastkit.recipes.reporting import fit_and_summarize, load_run_task
 from contrastkit.train.best import BestWeights
 from contrastkit.train.config import RunConfig, SeqRecConfig
 from contrastkit.views.sequence import SequenceAugmenter, nearest_neighbours, substitute
@@ -637,13 +637,9 @@ def evaluate_run(run_dir: str | Path, *, weights: str = "best") -> dict[str, Any
     """Re-evaluate a seqrec run folder (``contrastkit eval RUN_DIR``): valid and test HR@k /
     NDCG@k / MRR, test also unfiltered (``test_unfiltered_*``), of its ``best.safetensors``
     (``weights="best"``, the weights the run reports) or of its latest checkpoint."""
-    run_dir = Path(run_dir)
-    config = run_config(run_dir)
-    if config.recipe != "seqrec":
-        raise ValueError(f"{run_dir} holds a {config.recipe!r} run, not a seqrec run")
-    state, source = run_weights(run_dir, weights)
-    task = SeqRecTask(config, load_sequences(config.seqrec), run_dir)
-    load_into(task.model, state, str(run_dir / source))
+    task, source = load_run_task(
+        run_dir, "seqrec", lambda c, d: SeqRecTask(c, load_sequences(c.seqrec), d), weights
+    )
     return {
         **task.ranking_metrics("valid"),
         **task.ranking_metrics("test"),
