@@ -151,6 +151,28 @@ def busy_elsewhere(run_dir: Path) -> bool:
         return True
 
 
+def train_in_chain(output: Path, label: str, train: Callable[[bool], object]) -> Path | None:
+    """One run of a benchmark chain: skip it when another process trains ``output``, else
+    resume it if it holds a checkpoint, note the command and call ``train(resume)``. Returns
+    ``output``, or ``None`` for a run skipped as busy (also when another process took the folder
+    between the check and the start)."""
+    from contrastkit.train.checkpoint import latest_checkpoint
+    from contrastkit.train.run_lock import RunFolderBusyError
+
+    if busy_elsewhere(output):
+        return None
+    checkpoints = output / "checkpoints"
+    resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
+    print(f"== {label} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
+    note_command(output, command_line(), fresh=not resume)
+    try:
+        train(resume)
+    except RunFolderBusyError as error:
+        print(f"== skipped: {error}", flush=True)
+        return None
+    return output
+
+
 def note_command(run_dir: Path, command: str, *, fresh: bool) -> None:
     """Note ``command`` and this machine's device in the run folder's :data:`COMMANDS` (called
     by a benchmark script each time it starts or resumes the run), so that a later

@@ -39,16 +39,15 @@ from pathlib import Path
 from _runs import (
     accelerator_kind,
     add_set_argument,
-    busy_elsewhere,
     collect_runs,
     command_line,
     device,
     finished_run_record,
     mean_std,
-    note_command,
     prefixed,
     read_metrics,
     synchronize,
+    train_in_chain,
     write_merged,
 )
 
@@ -74,9 +73,7 @@ def run_dir(dataset: str, method: str, seed: int | None) -> Path:
 
 def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Path | None:
     from contrastkit.recipes.graphrec import run_graphrec_training
-    from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
-    from contrastkit.train.run_lock import RunFolderBusyError
 
     path = config_path(dataset, method)
     if not path.is_file():
@@ -84,18 +81,9 @@ def run(dataset: str, method: str, seed: int | None, overrides: list[str]) -> Pa
     seeded = [] if seed is None else [f"train.seed={seed}"]
     config = load_config(path, [*seeded, *overrides])
     output = run_dir(dataset, method, seed)
-    checkpoints = output / "checkpoints"
-    if busy_elsewhere(output):
-        return None
-    resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
-    print(f"== {output.name} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
-    note_command(output, command_line(), fresh=not resume)
-    try:
-        run_graphrec_training(config, output, resume=resume)
-    except RunFolderBusyError as error:  # taken by another process since busy_elsewhere()
-        print(f"== skipped: {error}", flush=True)
-        return None
-    return output
+    return train_in_chain(
+        output, output.name, lambda resume: run_graphrec_training(config, output, resume=resume)
+    )
 
 
 def time_epochs(

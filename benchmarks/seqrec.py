@@ -26,16 +26,15 @@ from pathlib import Path
 from _runs import (
     accelerator_kind,
     add_set_argument,
-    busy_elsewhere,
     collect_runs,
     command_line,
     device,
     finished_run_record,
-    note_command,
     noted_command,
     prefixed,
     read_metrics,
     synchronize,
+    train_in_chain,
     write_merged,
 )
 
@@ -60,27 +59,18 @@ def config_path(dataset: str, method: str) -> Path:
 
 def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
     from contrastkit.recipes.seqrec import run_seqrec_training
-    from contrastkit.train.checkpoint import latest_checkpoint
     from contrastkit.train.config import load_config
-    from contrastkit.train.run_lock import RunFolderBusyError
 
     path = config_path(dataset, method)
     if not path.is_file():
         raise FileNotFoundError(f"no config {path}")
     config = load_config(path, overrides)
     output = RUNS / f"{dataset}_{method}"
-    checkpoints = output / "checkpoints"
-    if busy_elsewhere(output):
-        return None
-    resume = checkpoints.is_dir() and latest_checkpoint(checkpoints) is not None
-    print(f"== {dataset} {method} ({'resuming' if resume else 'new'}) -> {output}", flush=True)
-    note_command(output, command_line(), fresh=not resume)
-    try:
-        run_seqrec_training(config, output, resume=resume)
-    except RunFolderBusyError as error:  # taken by another process since busy_elsewhere()
-        print(f"== skipped: {error}", flush=True)
-        return None
-    return output
+    return train_in_chain(
+        output,
+        f"{dataset} {method}",
+        lambda resume: run_seqrec_training(config, output, resume=resume),
+    )
 
 
 def time_training_steps(task, config, steps: int, accelerator: str = "cpu") -> tuple[float, int]:

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import json
 
-from benchmarks._runs import UNKNOWN, busy_elsewhere, collect_runs, note_command, noted_command
+import torch
+from benchmarks._runs import (
+    UNKNOWN,
+    busy_elsewhere,
+    collect_runs,
+    note_command,
+    noted_command,
+    train_in_chain,
+)
 
+from contrastkit.train.checkpoint import save_checkpoint
 from contrastkit.train.run_lock import RunLock
 
 
@@ -84,3 +93,21 @@ def test_a_chain_skips_a_run_that_another_process_trains(tmp_path, capsys):
         assert busy_elsewhere(run_dir)
         assert "== skipped:" in capsys.readouterr().out
     assert not busy_elsewhere(run_dir)  # released: the chain trains it
+
+
+def test_train_in_chain_resumes_skips_busy_runs_and_notes_the_command(tmp_path):
+    from contrastkit.train.run_lock import RunFolderBusyError
+
+    calls = []
+    out = tmp_path / "run"
+    assert train_in_chain(out, "run", calls.append) == out and calls == [False]
+    save_checkpoint(out / "checkpoints", "epoch-00001", weights={"w": torch.zeros(1)}, state={})
+    assert train_in_chain(out, "run", calls.append) == out and calls == [False, True]
+    assert noted_command(out) is not None
+    with RunLock(out):
+        assert train_in_chain(out, "run", calls.append) is None and len(calls) == 2
+
+    def taken(resume):
+        raise RunFolderBusyError("taken meanwhile")
+
+    assert train_in_chain(out, "run", taken) is None
