@@ -7,6 +7,7 @@
     python benchmarks/seqrec.py --collect --unfinished           # + runs in progress (best so far)
     python benchmarks/seqrec.py --methods sasrec --set train.progress=false
     python benchmarks/seqrec.py --timing 30 --datasets beauty toys lastfm ml100k   # s / epoch
+    python benchmarks/seqrec.py --methods sasrec_bce   # configs/seqrec/beauty_sasrec_bce.yaml
 
 Each run trains into ``runs/seqrec/<dataset>_<method>`` and resumes there when the folder
 holds a checkpoint (a killed benchmark continues where it stopped). Writes
@@ -42,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "seqrec"
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
+# variants: a label (also ``--methods`` choice and run-folder suffix) -> its method; the config
+# is ``configs/seqrec/<dataset>_<label>.yaml``, compared with the method's published row
+VARIANTS = {"sasrec_bce": "sasrec"}  # SASRec with its original one-negative BCE objective
 UNFILTERED = "unfiltered"  # contrastkit.recipes.seqrec.UNFILTERED (not imported: lazy imports)
 # MCLRec README (verified in ../shared/methods/recsys_graph_text.md, section 1(d)): test split,
 # full ranking, leave-one-out
@@ -54,7 +58,15 @@ PUBLISHED = {
 
 
 def config_path(dataset: str, method: str) -> Path:
+    """The config of a method or variant label (:data:`VARIANTS`) on ``dataset``."""
     return ROOT / "configs" / "seqrec" / f"{dataset}_{method}.yaml"
+
+
+def run_label(run_dir: Path, dataset: str, method: str) -> str:
+    """The method or variant label of a run folder ``<dataset>_<label>`` (``method`` for a
+    folder named otherwise)."""
+    label = run_dir.name.removeprefix(f"{dataset}_")
+    return label if VARIANTS.get(label) == method else method
 
 
 def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
@@ -157,19 +169,21 @@ def run_record(run_dir: Path, command: str) -> dict:
     ``metrics_unfiltered`` (test, every item ranked: the published tables' protocol)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     key = (summary["dataset"], summary["method"])
+    label = run_label(run_dir, *key)
     filtered = {k: v for k, v in prefixed(summary, "test_").items() if not k.startswith(UNFILTERED)}
     unfiltered = prefixed(summary, f"test_{UNFILTERED}_") or unfiltered_test_metrics(run_dir)
     return finished_run_record(
         run_dir,
         command,
         lambda summary: {
+            "label": label,
             "split": "test",
             "metrics": filtered,
             "metrics_unfiltered": unfiltered,
             "valid": prefixed(summary, "valid_"),
         },
         published=PUBLISHED.get(key),
-        config=str(config_path(*key).relative_to(ROOT)),
+        config=str(config_path(key[0], label).relative_to(ROOT)),
     )
 
 
@@ -247,6 +261,8 @@ def collect_unfinished(command: str) -> list[dict]:
         if (run_dir / "summary.json").is_file() or not (run_dir / "config.yaml").is_file():
             continue
         config = load_config(run_dir / "config.yaml")
+        dataset, method = config.seqrec.dataset, config.seqrec.method
+        label = run_label(run_dir, dataset, method)
         metrics, unfiltered = _best_weights_metrics(run_dir)
         epochs = read_metrics(run_dir / "metrics.jsonl")
         best_epoch = epochs[-1].get("best_epoch") if epochs else None
@@ -254,8 +270,9 @@ def collect_unfinished(command: str) -> list[dict]:
         records.append(
             {
                 "run": run_dir.name,
-                "dataset": config.seqrec.dataset,
-                "method": config.seqrec.method,
+                "dataset": dataset,
+                "method": method,
+                "label": label,
                 "split": "test",
                 "finished": False,
                 "metrics": metrics,
@@ -265,12 +282,10 @@ def collect_unfinished(command: str) -> list[dict]:
                 "seconds": epochs[-1]["seconds"] if epochs else None,
                 "seconds_per_epoch": None,
                 "device": f"{platform.machine()} cpu",
-                "published": PUBLISHED.get((config.seqrec.dataset, config.seqrec.method)),
+                "published": PUBLISHED.get((dataset, method)),
                 "command": noted["command"] if noted else command,
                 "evaluated_by": command,
-                "config": str(
-                    config_path(config.seqrec.dataset, config.seqrec.method).relative_to(ROOT)
-                ),
+                "config": str(config_path(dataset, label).relative_to(ROOT)),
             }
         )
     return records
@@ -290,7 +305,7 @@ def table(records: list[dict]) -> str:
         m, u, p = r["metrics"], r.get("metrics_unfiltered") or {}, r["published"]
         published = f"{p['HR@20']:.4f} / {p['NDCG@20']:.4f}" if p else "—"
         lines.append(
-            f"| {r['dataset']} | {r['method']} | {m.get('HR@20', nan):.4f} | "
+            f"| {r['dataset']} | {r.get('label', r['method'])} | {m.get('HR@20', nan):.4f} | "
             f"{m.get('NDCG@20', nan):.4f} | {u.get('HR@20', nan):.4f} | "
             f"{u.get('NDCG@20', nan):.4f} | {published} | "
             f"{r['best_epoch']} / {r['epochs']}{'' if r.get('finished', True) else ' (running)'}"
@@ -302,7 +317,9 @@ def table(records: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["beauty"])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS + tuple(VARIANTS), default=list(METHODS)
+    )
     parser.add_argument("--collect", action="store_true", help="only tabulate finished runs")
     parser.add_argument(
         "--unfinished",

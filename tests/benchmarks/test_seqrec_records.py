@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from contrastkit.recipes import seqrec as recipe
+from contrastkit.train.config import load_config
 from tests.recipes.test_seqrec import _config, _write_dataset
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -70,3 +71,30 @@ def test_timings_keep_cpu_and_gpu_records_apart_and_time_a_tiny_task(tmp_path, b
     task = recipe.SeqRecTask(config, recipe.load_sequences(config.seqrec), tmp_path / "t")
     seconds, steps_per_epoch = bench.time_training_steps(task, config, 2, "cpu")
     assert seconds > 0 and steps_per_epoch == task.num_train() // 8
+
+
+def test_a_variant_run_is_labelled_and_compared_with_its_methods_published_row(bench):
+    """``runs/seqrec/beauty_sasrec_bce`` is the ``sasrec_bce`` variant of SASRec: its rows show
+    the label, SASRec's published numbers, and the variant's config; other folders keep the
+    method's name."""
+    runs = bench.RUNS
+    assert bench.run_label(runs / "beauty_sasrec_bce", "beauty", "sasrec") == "sasrec_bce"
+    assert bench.run_label(runs / "beauty_sasrec", "beauty", "sasrec") == "sasrec"
+    assert bench.run_label(runs / "beauty_cl4srec_bce", "beauty", "cl4srec") == "cl4srec"
+    assert bench.run_label(runs / "elsewhere", "beauty", "duorec") == "duorec"
+    for label, method in bench.VARIANTS.items():
+        loaded = load_config(bench.config_path("beauty", label))
+        assert loaded.seqrec.method == method and loaded.seqrec.rec_loss == "bce"
+    record = {
+        "dataset": "beauty",
+        "method": "sasrec",
+        "label": "sasrec_bce",
+        "metrics": {"HR@20": 0.1, "NDCG@20": 0.05},
+        "metrics_unfiltered": {"HR@20": 0.09, "NDCG@20": 0.04},
+        "published": bench.PUBLISHED[("beauty", "sasrec")],
+        "best_epoch": 3,
+        "epochs": 5,
+        "seconds_per_epoch": 1.0,
+    }
+    assert "| beauty | sasrec_bce | 0.1000 |" in bench.table([record])
+    assert "0.0894 / 0.0386" in bench.table([record])

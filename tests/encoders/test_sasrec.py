@@ -154,6 +154,44 @@ def test_item_scores_and_rec_loss_against_float64():
     torch.testing.assert_close(loss, F.cross_entropy(scores, targets - 1))
 
 
+def test_bce_loss_against_an_explicit_float64_loop():
+    """SASRec's original objective, -log σ(pos) - log(1 - σ(neg)), per row in float64; stable
+    for scores far beyond exp's range (where the naive formula gives inf)."""
+    model = _model()
+    h = torch.randn(5, 16)
+    targets = torch.tensor([1, 30, 5, 5, 17])
+    negatives = torch.tensor([2, 3, 30, 9, 1])
+    emb = model.item_emb.weight.detach().double()
+    expected = 0.0
+    for row in range(5):
+        pos = float(h[row].double() @ emb[targets[row]])
+        neg = float(h[row].double() @ emb[negatives[row]])
+        expected += -math.log(1 / (1 + math.exp(-pos))) - math.log(1 - 1 / (1 + math.exp(-neg)))
+    loss = model.bce_loss(h, targets, negatives)
+    assert loss.shape == ()
+    assert math.isclose(loss.item(), expected / 5, rel_tol=1e-5)
+    big = model.bce_loss(h * 1e4, targets, negatives)
+    assert torch.isfinite(big)
+    # gradients flow to the encoder output and the target / negative item rows only
+    h.requires_grad_(True)
+    model.bce_loss(h, targets, negatives).backward()
+    used = set(targets.tolist()) | set(negatives.tolist())
+    grad = model.item_emb.weight.grad
+    touched = {int(i) for i in torch.nonzero(grad.abs().sum(1)).flatten()}
+    assert touched == used and h.grad.abs().sum() > 0
+
+
+def test_bce_loss_refuses_bad_ids():
+    model = _model()
+    h = torch.randn(2, 16)
+    with pytest.raises(ValueError, match="negatives must be item ids"):
+        model.bce_loss(h, torch.tensor([1, 2]), torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match=r"negatives must have shape \[B\]"):
+        model.bce_loss(h, torch.tensor([1, 2]), torch.tensor([1, 2, 3]))
+    with pytest.raises(TypeError, match="targets must be a LongTensor"):
+        model.bce_loss(h, torch.tensor([1.0, 2.0]), torch.tensor([1, 2]))
+
+
 def test_gradients_reach_every_parameter():
     model = _model()
     seq = _seqs(30, (8, 12), seed=5)

@@ -135,6 +135,42 @@ def test_sasrec_learns_the_pattern(tmp_path):
     assert summary["test_HR@5"] > 0.6
 
 
+def test_bce_rec_loss_learns_the_pattern_too(tmp_path):
+    """``seqrec.rec_loss=bce`` (SASRec's original one-negative objective) trains and learns the
+    same deterministic pattern; a different objective than ``ce`` (other weights)."""
+    path, attr = _write_dataset(tmp_path, users=60)
+    extra = ("train.epochs=10", "train.eval_every=0", "seqrec.dropout=0.1")
+    config = _config(path, attr, "sasrec", *extra, "seqrec.rec_loss=bce")
+    summary = seqrec.run_seqrec_training(config, tmp_path / "bce", echo=False)
+    assert summary["test_HR@5"] > 0.6
+    ce = seqrec.SeqRecTask(
+        _config(path, attr, "sasrec"), seqrec.load_sequences(config.seqrec), tmp_path / "ce"
+    )
+    bce = seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "b2")
+    rows = torch.arange(8)
+    torch.manual_seed(0)
+    a, _ = ce.training_step(ce.model, rows)
+    torch.manual_seed(0)
+    b, _ = bce.training_step(bce.model, rows)
+    assert not math.isclose(a.item(), b.item(), rel_tol=1e-3)
+
+
+def test_sampled_negatives_avoid_the_target_and_the_inputs():
+    rng = np.random.default_rng(0)
+    inputs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8], [0, 0, 0, 0, 9]])
+    targets = torch.tensor([4, 9, 1])
+    draws = torch.stack([seqrec.sample_negatives(inputs, targets, 10, rng) for _ in range(500)])
+    assert draws.dtype == torch.int64 and draws.shape == (500, 3)
+    for row in range(3):
+        allowed = set(range(1, 11)) - set(inputs[row].tolist()) - {int(targets[row])}
+        assert set(draws[:, row].tolist()) == allowed  # every allowed item, nothing else
+    # uniform over the allowed items: row 0 has 6 of them, 500 draws, each near 83
+    counts = np.bincount(draws[:, 0].numpy(), minlength=11)[[5, 6, 7, 8, 9, 10]]
+    assert counts.sum() == 500 and counts.min() > 50 and counts.max() < 120
+    with pytest.raises(ValueError, match="no negative"):
+        seqrec.sample_negatives(inputs, targets, 6, rng)
+
+
 def test_early_stopping_and_resume_of_a_stopped_run(tmp_path):
     path, attr = _write_dataset(tmp_path)
     # lr so small nothing improves after the first evaluation: patience 1 stops at epoch 2
@@ -407,6 +443,8 @@ def test_bad_seqrec_config_is_refused():
         load_config(None, ["recipe=seqrec", "seqrec.method=bert4rec"])
     with pytest.raises(ConfigError, match=r"needs seqrec\.path"):
         load_config(None, ["recipe=seqrec", "seqrec.dataset=file"])
+    with pytest.raises(ConfigError, match=r"seqrec\.rec_loss"):
+        load_config(None, ["recipe=seqrec", "seqrec.rec_loss=bpr"])
     with pytest.raises(ConfigError, match="divisible"):
         load_config(None, ["recipe=seqrec", "seqrec.hidden=10", "seqrec.heads=3"])
     with pytest.raises(ConfigError, match="recipe"):
@@ -433,13 +471,12 @@ def test_every_seqrec_config_loads():
     from pathlib import Path
 
     paths = sorted((Path(__file__).parents[2] / "configs" / "seqrec").glob("*.yaml"))
-    assert len(paths) == 20
+    assert len(paths) == 21  # 4 datasets x 5 methods + the Beauty SASRec-BCE variant
     for path in paths:
         config = load_config(path)
-        assert (
-            config.recipe == "seqrec"
-            and path.stem == f"{config.seqrec.dataset}_{config.seqrec.method}"
-        )
+        name = f"{config.seqrec.dataset}_{config.seqrec.method}"
+        variant = "_bce" if config.seqrec.rec_loss == "bce" else ""
+        assert config.recipe == "seqrec" and path.stem == name + variant
         assert config.loss.name == "info_nce" and config.loss.params == {"normalize": False}
 
 

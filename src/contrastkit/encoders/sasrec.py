@@ -260,3 +260,29 @@ class SASRec(nn.Module):
                 f"{int(targets.min())}, max {int(targets.max())}"
             )
         return F.cross_entropy(self.item_scores(h), targets.long() - 1)
+
+    def bce_loss(self, h: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
+        """SASRec's original objective (Kang & McAuley 2018): binary cross-entropy of the target
+        against one sampled negative item per row, mean over the batch.
+
+        ``L = mean_b [ -log σ(h_b·e_{t_b}) - log(1 - σ(h_b·e_{n_b})) ]
+        = mean_b [ softplus(-h_b·e_{t_b}) + softplus(h_b·e_{n_b}) ]`` (softplus: stable for
+        any score); ``h`` ``[B, hidden]``, ``targets`` and ``negatives`` ``[B]`` item ids in
+        ``1..num_items``. The weaker baseline loss of the S3-Rec / CoSeRec / ICLRec code
+        lines; :meth:`rec_loss` (full softmax) is the default of every recipe."""
+        for name, ids in (("targets", targets), ("negatives", negatives)):
+            if not isinstance(ids, Tensor) or ids.dtype.is_floating_point:
+                raise TypeError(f"{name} must be a LongTensor [B] of item ids")
+            if ids.dim() != 1 or h.dim() != 2 or ids.shape[0] != h.shape[0]:
+                raise ValueError(
+                    f"{name} must have shape [B] matching h [B, {self.hidden}]; got "
+                    f"{tuple(ids.shape)} and {tuple(h.shape)}"
+                )
+            if ids.numel() and (int(ids.min()) < 1 or int(ids.max()) > self.num_items):
+                raise ValueError(
+                    f"{name} must be item ids in 1..{self.num_items}; got min "
+                    f"{int(ids.min())}, max {int(ids.max())}"
+                )
+        positive = (h * self.item_emb(targets)).sum(-1)
+        negative = (h * self.item_emb(negatives)).sum(-1)
+        return (F.softplus(-positive) + F.softplus(negative)).mean()

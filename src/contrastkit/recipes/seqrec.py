@@ -15,7 +15,8 @@ over 2B views with dot products and temperature 1 is ``info_nce`` with ``tempera
 
 Methods (the per-batch loss; ``h = f(s)`` is the SASRec state of the last position):
 
-* ``sasrec``: ``L_rec = CE(h E^T, target)``.
+* ``sasrec``: ``L_rec = CE(h E^T, target)`` (``seqrec.rec_loss=bce``: SASRec's original
+  ``softplus(-h·e_target) + softplus(h·e_neg)`` with one sampled negative, for every method).
 * ``cl4srec`` (Xie et al. 2022): ``L_rec + λ·nce(f(v1), f(v2))``, two different ops from
   {crop, mask, reorder} per sequence.
 * ``duorec`` (Qiu et al. 2022, official ``us_x``): ``L_rec + λ·nce(f'(s), f(s'))`` where ``f'``
@@ -184,6 +185,27 @@ def trim_padding(seq: Tensor) -> Tensor:
         return seq[:, -1:]
     first = int(used.to(torch.int8).argmax())
     return seq[:, first:]
+
+
+def sample_negatives(
+    inputs: Tensor, targets: Tensor, num_items: int, rng: np.random.Generator
+) -> Tensor:
+    """One negative item per row for SASRec's BCE objective: uniform over ``1..num_items``,
+    redrawn while it is the row's target or one of its input items (``inputs [B, L]``,
+    left-padded with 0; ``targets [B]``). Returns ``[B]`` int64 on the CPU."""
+    rows = inputs.cpu().numpy()
+    goal = targets.cpu().numpy()
+    if rows.shape[1] + 1 >= num_items:
+        raise ValueError(
+            f"sample_negatives: {num_items} items leave no negative for rows of "
+            f"{rows.shape[1]} inputs plus a target; use seqrec.rec_loss=ce"
+        )
+    negatives = rng.integers(1, num_items + 1, size=len(goal))
+    taken = (negatives == goal) | (rows == negatives[:, None]).any(axis=1)
+    while taken.any():  # at most L + 1 of the items are excluded per row: ends quickly
+        negatives[taken] = rng.integers(1, num_items + 1, size=int(taken.sum()))
+        taken = (negatives == goal) | (rows == negatives[:, None]).any(axis=1)
+    return torch.from_numpy(negatives.astype(np.int64))
 
 
 def margin_regularizer(a: Tensor, b: Tensor) -> Tensor:
@@ -409,16 +431,16 @@ class SeqRecTask:
         targets = self.targets[indices].to(self.device)
         method = self.cfg.method
         if method == "sasrec":
-            loss = self.model.encoder.rec_loss(model(inputs), targets)
+            loss = self._rec(model(inputs), inputs, targets)
             return loss, {}
         if method == "cl4srec":
             v1, v2 = self._augmented(inputs)
-            rec = self.model.encoder.rec_loss(model(inputs), targets)
+            rec = self._rec(model(inputs), inputs, targets)
             cl = self._nce(model(v1), model(v2))
             return rec + self.cfg.cl_weight * cl, {"rec": rec.item(), "cl": cl.item()}
         if method == "duorec":
             partners = self.inputs[self._same_target(indices)].to(self.device)
-            rec = self.model.encoder.rec_loss(model(inputs), targets)
+            rec = self._rec(model(inputs), inputs, targets)
             cl = self._nce(model(inputs), model(partners))  # second dropout pass vs same target
             return rec + self.cfg.cl_weight * cl, {"rec": rec.item(), "cl": cl.item()}
         if method == "mclrec":
@@ -426,6 +448,14 @@ class SeqRecTask:
         return self._sra_cl_step(model, inputs, targets, indices)
 
     # methods -----------------------------------------------------------------------------
+    def _rec(self, h: Tensor, inputs: Tensor, targets: Tensor) -> Tensor:
+        """The next-item term of every method: ``seqrec.rec_loss`` (``ce``: full softmax;
+        ``bce``: one negative per row from :func:`sample_negatives`, the step's draws)."""
+        if self.cfg.rec_loss == "ce":
+            return self.model.encoder.rec_loss(h, targets)
+        negatives = sample_negatives(inputs, targets, self.num_items, self.rng)
+        return self.model.encoder.bce_loss(h, targets, negatives.to(targets.device))
+
     def _nce(self, a: Tensor, b: Tensor) -> Tensor:
         return self.criterion(torch.stack([a, b], dim=1))
 
@@ -474,7 +504,7 @@ class SeqRecTask:
         cfg = self.cfg
         h1, h2 = model(v1), model(v2)
         cl, meta = self._nce(h1, h2), self._mclrec_meta(h1, h2)
-        rec_loss = self.model.encoder.rec_loss(model(inputs), targets)
+        rec_loss = self._rec(model(inputs), inputs, targets)
         return rec_loss + cfg.cl_weight * cl + cfg.meta_weight * meta, cl, meta
 
     def _mclrec_step(self, model: nn.Module, inputs: Tensor, targets: Tensor):
@@ -529,7 +559,7 @@ class SeqRecTask:
 
     def _sra_cl_step(self, model: nn.Module, inputs: Tensor, targets: Tensor, indices: Tensor):
         cfg = self.cfg
-        rec = self.model.encoder.rec_loss(model(inputs), targets)
+        rec = self._rec(model(inputs), inputs, targets)
         users = self.pair_user[indices].to(self.device)
         prefix, neighbours = self.neighbour_users(inputs, users)  # [B, S], [B, k]
         k = neighbours.shape[1]

@@ -194,6 +194,10 @@ class SeqRecConfig:
     augment: str = (
         "mclrec"  # crop/mask/reorder ratios: mclrec (0.5/0.5/0.8) | cl4srec (0.2/0.7/0.2)
     )
+    # next-item term: ce = full softmax over all items (MCLRec / RecBole, every shipped config);
+    # bce = SASRec's original binary cross-entropy against one sampled negative (an item outside
+    # the input sequence and not the target), the baseline loss of the S3-Rec / ICLRec code
+    rec_loss: str = "ce"
     cl_weight: float = 0.1  # lambda of the data-level contrastive term (CL4SRec, DuoRec, MCLRec)
     meta_weight: float = 0.05  # MCLRec beta (Beauty 0.05, Toys 0.1)
     meta_regularizer: bool = True  # MCLRec use_rl (0.1 x the margin regulariser)
@@ -213,6 +217,7 @@ class SeqRecConfig:
         _one_of("seqrec", "dataset", self.dataset, ("beauty", "toys", "lastfm", "ml100k", "file"))
         _one_of("seqrec", "method", self.method, SEQREC_METHODS)
         _one_of("seqrec", "augment", self.augment, ("mclrec", "cl4srec"))
+        _one_of("seqrec", "rec_loss", self.rec_loss, ("ce", "bce"))
         _one_of(
             "seqrec", "semantic", self.semantic, ("auto", "titles", "attributes", "cooccurrence")
         )
