@@ -247,18 +247,7 @@ class SASRec(nn.Module):
 
         ``L = mean_b [ -log softmax(h_b E_item[1:]^T)[targets_b - 1] ]``; ``h`` ``[B, hidden]``,
         ``targets`` ``[B]`` item ids in ``1..num_items``."""
-        if not isinstance(targets, Tensor) or targets.dtype.is_floating_point:
-            raise TypeError("targets must be a LongTensor [B] of item ids")
-        if targets.dim() != 1 or h.dim() != 2 or targets.shape[0] != h.shape[0]:
-            raise ValueError(
-                f"targets must have shape [B] matching h [B, {self.hidden}]; got "
-                f"{tuple(targets.shape)} and {tuple(h.shape)}"
-            )
-        if targets.numel() and (int(targets.min()) < 1 or int(targets.max()) > self.num_items):
-            raise ValueError(
-                f"targets must be item ids in 1..{self.num_items}; got min "
-                f"{int(targets.min())}, max {int(targets.max())}"
-            )
+        self._check_item_ids("targets", targets, h)
         return F.cross_entropy(self.item_scores(h), targets.long() - 1)
 
     def bce_loss(self, h: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
@@ -270,19 +259,24 @@ class SASRec(nn.Module):
         any score); ``h`` ``[B, hidden]``, ``targets`` and ``negatives`` ``[B]`` item ids in
         ``1..num_items``. The weaker baseline loss of the S3-Rec / CoSeRec / ICLRec code
         lines; :meth:`rec_loss` (full softmax) is the default of every recipe."""
-        for name, ids in (("targets", targets), ("negatives", negatives)):
-            if not isinstance(ids, Tensor) or ids.dtype.is_floating_point:
-                raise TypeError(f"{name} must be a LongTensor [B] of item ids")
-            if ids.dim() != 1 or h.dim() != 2 or ids.shape[0] != h.shape[0]:
-                raise ValueError(
-                    f"{name} must have shape [B] matching h [B, {self.hidden}]; got "
-                    f"{tuple(ids.shape)} and {tuple(h.shape)}"
-                )
-            if ids.numel() and (int(ids.min()) < 1 or int(ids.max()) > self.num_items):
-                raise ValueError(
-                    f"{name} must be item ids in 1..{self.num_items}; got min "
-                    f"{int(ids.min())}, max {int(ids.max())}"
-                )
+        self._check_item_ids("targets", targets, h)
+        self._check_item_ids("negatives", negatives, h)
         positive = (h * self.item_emb(targets)).sum(-1)
         negative = (h * self.item_emb(negatives)).sum(-1)
         return (F.softplus(-positive) + F.softplus(negative)).mean()
+
+    def _check_item_ids(self, name: str, ids: Tensor, h: Tensor) -> None:
+        """``ids`` must be a LongTensor ``[B]`` of item ids in ``1..num_items``, ``B`` the rows
+        of ``h [B, hidden]``."""
+        if not isinstance(ids, Tensor) or ids.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a LongTensor [B] of item ids")
+        if ids.dim() != 1 or h.dim() != 2 or ids.shape[0] != h.shape[0]:
+            raise ValueError(
+                f"{name} must have shape [B] matching h [B, {self.hidden}]; got "
+                f"{tuple(ids.shape)} and {tuple(h.shape)}"
+            )
+        if ids.numel() and (int(ids.min()) < 1 or int(ids.max()) > self.num_items):
+            raise ValueError(
+                f"{name} must be item ids in 1..{self.num_items}; got min "
+                f"{int(ids.min())}, max {int(ids.max())}"
+            )
