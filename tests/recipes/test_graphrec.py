@@ -479,6 +479,40 @@ def test_sgl_views_drop_edges_per_epoch_and_renormalise(tmp_path):
     assert torch.equal(again.indices(), first.indices())  # same epoch seed, same views
 
 
+def test_uniform_user_sampler_weighs_every_user_the_same(tmp_path):
+    """``graphrec.sampler=users``: E edge indices per epoch, users uniform whatever their degree
+    (a user with 12 items and users with 1 or 2 items), items uniform within a user, the same
+    draws for the same epoch seed; ``edges`` is a permutation (degree-weighted users)."""
+    folder = tmp_path / "skewed"
+    folder.mkdir()
+    train = ["0 " + " ".join(map(str, range(12))), "1 12", "2 13 14", "3 15", "4"]
+    (folder / "train.txt").write_text("\n".join(train) + "\n")
+    (folder / "test.txt").write_text("0 16\n1 17\n2 18\n3 19\n")
+    config = _config(folder, "lightgcn", "graphrec.sampler=users")
+    task = graphrec.GraphRecTask(config, graphrec.load_graph(config.graphrec), tmp_path / "r")
+    edges = task.num_train()
+    assert edges == 16
+    draws = torch.cat([task.epoch_order(torch.Generator().manual_seed(e), 4) for e in range(3000)])
+    assert draws.shape == (3000 * edges,) and draws.dtype == torch.int64
+    assert int(draws.min()) >= 0 and int(draws.max()) < edges
+    users = task.edge_users[draws]
+    share = torch.bincount(users, minlength=5).double() / len(draws)
+    torch.testing.assert_close(
+        share[:4], torch.full((4,), 0.25, dtype=torch.float64), atol=0.01, rtol=0
+    )
+    assert share[4] == 0  # no training item: never drawn
+    items_of_0 = torch.bincount(task.edge_items[draws[users == 0]], minlength=12)[:12].double()
+    assert (items_of_0 / items_of_0.mean() - 1).abs().max() < 0.15  # ~1,000 draws each, sd 3 %
+    again = task.epoch_order(torch.Generator().manual_seed(3), 4)
+    assert torch.equal(again, task.epoch_order(torch.Generator().manual_seed(3), 4))
+    edges_config = _config(folder, "lightgcn")
+    assert edges_config.graphrec.sampler == "edges"
+    permuted = graphrec.GraphRecTask(
+        edges_config, graphrec.load_graph(edges_config.graphrec), tmp_path / "e"
+    ).epoch_order(torch.Generator().manual_seed(0), 4)
+    assert sorted(permuted.tolist()) == list(range(edges))  # user 0: 12 of 16 pairs
+
+
 # -- configs -----------------------------------------------------------------------------------
 GRAPHREC_CONFIGS = sorted([*CONFIGS.glob("gowalla_*.yaml"), *CONFIGS.glob("ml100k_*.yaml")])
 
@@ -564,6 +598,7 @@ def test_ml100k_dataset_reads_u_data_from_graphrec_path(tmp_path):
         ("graphrec.edge_dropout=1.0", "edge_dropout"),
         ("graphrec.edge_dropout=-0.1", "edge_dropout"),
         ("graphrec.cl_negatives=some", "cl_negatives"),
+        ("graphrec.sampler=items", "sampler"),
         ("graphrec.stop_metric=HR@20", "stop_metric"),
         ("graphrec.stop_metric=Recall@5", "stop_metric"),
         ("graphrec.patience=0", "patience"),

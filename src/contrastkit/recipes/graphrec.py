@@ -62,8 +62,9 @@ Deviations from the official codes (deliberate):
 * no ``+1e-8`` inside LightGCL's log; SGL-Torch sums BPR, InfoNCE and L2 over the batch, here
   they are means (the same relative weights; only the overall scale, to which Adam is nearly
   invariant, differs);
-* LightGCN-PyTorch's epoch draws ``E`` (user, positive) pairs by first drawing a user uniformly;
-  here an epoch visits every training edge once (SGL-Torch, SELFRec, LightGCL);
+* the shipped configs' epoch visits every training edge once (SELFRec, LightGCL);
+  LightGCN-PyTorch and SGL-Torch draw ``E`` (user, positive) pairs by first drawing a user
+  uniformly, which is ``graphrec.sampler=users``;
 * SimGCL's L2 term is LightGCN's batch L2 on the ego embeddings (SELFRec adds
   ``reg (‖e_u‖ + ‖e_p‖)``, unsquared norms of the propagated batch embeddings);
 * the evaluation ranks with fresh embeddings of the current weights (LightGCL's code ranks with
@@ -286,9 +287,13 @@ class GraphRecTask:
             self.criterion.to(self.device)
 
     def epoch_order(self, generator: torch.Generator, batch: int) -> Tensor:
-        """A random permutation of the training edges; for SGL also the epoch's two
-        edge-dropout views, drawn from the same epoch generator (exact on resume)."""
-        order = torch.randperm(self.num_train(), generator=generator)
+        """The epoch's training edges (``graphrec.sampler``: a random permutation of all of
+        them, or :meth:`uniform_user_edges`); for SGL also the epoch's two edge-dropout views,
+        drawn from the same epoch generator (exact on resume)."""
+        if self.cfg.sampler == "users":
+            order = self.uniform_user_edges(generator)
+        else:
+            order = torch.randperm(self.num_train(), generator=generator)
         if self.cfg.method == "sgl":
             self.views = [self.edge_dropout_view(generator) for _ in range(2)]
         return order
@@ -336,6 +341,20 @@ class GraphRecTask:
         return loss + cfg.cl_weight * cl, logs
 
     # methods -----------------------------------------------------------------------------
+    def uniform_user_edges(self, generator: torch.Generator) -> Tensor:
+        """``E`` training-edge indices (``E`` = the number of training edges): for each, a user
+        drawn uniformly with replacement among the users with a training item, then one of
+        that user's training items uniformly (LightGCN-PyTorch's ``UniformSample``, SGL-Torch's
+        ``PairwiseSamplerV2``). Every user then weighs the same in an epoch, whatever its
+        degree, as in the per-user mean of the metrics."""
+        degree = torch.bincount(self.edge_users, minlength=self.graph.num_users)
+        start = torch.cumsum(degree, 0) - degree  # edge_index lists the edges user by user
+        active = torch.nonzero(degree).flatten()
+        n = self.num_train()
+        users = active[torch.randint(len(active), (n,), generator=generator)]
+        offset = (torch.rand(n, generator=generator, dtype=torch.float64) * degree[users]).long()
+        return start[users] + torch.minimum(offset, degree[users] - 1)
+
     def edge_dropout_view(self, generator: torch.Generator) -> Tensor:
         """SGL-ED: the normalised adjacency of ``int(E (1 - ρ))`` training edges drawn without
         replacement (SGL-Torch ``create_adj_mat(is_subgraph=True, aug_type='ed')``)."""

@@ -278,6 +278,11 @@ class GraphRecConfig:
     # lightgcn / sgl / simgcl: weight of LightGCN's batch L2 ½(‖e⁰_u‖² + ‖e⁰_p‖² + ‖e⁰_n‖²) / B;
     # lightgcl: lambda2 of Σ‖θ‖² over the whole embedding tables
     reg_weight: float = 1e-4
+    # the (user, positive) pairs of an epoch, E = the training edges: edges = every training edge
+    # once, in random order (SELFRec, LightGCL); users = E pairs, each user drawn uniformly
+    # (with replacement, among users with a training item) and then one of its items uniformly
+    # (LightGCN-PyTorch's UniformSample, SGL-Torch's PairwiseSamplerV2)
+    sampler: str = "edges"
     cl_weight: float = 0.1  # SGL lambda 0.1, SimGCL lambda 0.5, LightGCL lambda1 0.2
     # negatives of the contrastive terms: all = every user / item of the other view (SGL-Torch,
     # LightGCL); batch = the batch's distinct users / items (SELFRec's SGL and SimGCL)
@@ -300,6 +305,7 @@ class GraphRecConfig:
         _one_of("graphrec", "method", self.method, GRAPHREC_METHODS)
         _one_of("graphrec", "init", self.init, ("normal", "xavier"))
         _one_of("graphrec", "cl_negatives", self.cl_negatives, ("all", "batch"))
+        _one_of("graphrec", "sampler", self.sampler, ("edges", "users"))
         _one_of("graphrec", "core", self.core, ("auto", "tiled", "dense"))
         metrics = tuple(f"{m}@{k}" for k in GRAPHREC_KS for m in ("Recall", "NDCG"))
         _one_of("graphrec", "stop_metric", self.stop_metric, metrics)
