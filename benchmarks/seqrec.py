@@ -43,9 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "seqrec"
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
-# variants: a label (also ``--methods`` choice and run-folder suffix) -> its method; the config
-# is ``configs/seqrec/<dataset>_<label>.yaml``, compared with the method's published row
-VARIANTS = {"sasrec_bce": "sasrec"}  # SASRec with its original one-negative BCE objective
+# variants: a label (a ``--methods`` choice, the run folder's suffix) -> its method and the
+# seqrec settings that tell it apart; its config is ``configs/seqrec/<dataset>_<label>.yaml`` and
+# its rows are compared with the method's published row
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "sasrec_bce": ("sasrec", {"rec_loss": "bce"}),  # SASRec's one-negative BCE objective
+}
 UNFILTERED = "unfiltered"  # contrastkit.recipes.seqrec.UNFILTERED (not imported: lazy imports)
 # MCLRec README (verified in ../shared/methods/recsys_graph_text.md, section 1(d)): test split,
 # full ranking, leave-one-out
@@ -62,21 +65,28 @@ def config_path(dataset: str, method: str) -> Path:
     return ROOT / "configs" / "seqrec" / f"{dataset}_{method}.yaml"
 
 
-def run_label(run_dir: Path, dataset: str, method: str) -> str:
-    """The method or variant label of a run folder ``<dataset>_<label>`` (``method`` for a
-    folder named otherwise)."""
-    label = run_dir.name.removeprefix(f"{dataset}_")
-    return label if VARIANTS.get(label) == method else method
+def run_label(seqrec_config) -> str:
+    """The variant label (:data:`VARIANTS`) of a run's ``seqrec`` config section, else its
+    method: from the settings that were trained, whatever the folder is called."""
+    for label, (method, settings) in VARIANTS.items():
+        if seqrec_config.method == method and all(
+            getattr(seqrec_config, key) == value for key, value in settings.items()
+        ):
+            return label
+    return seqrec_config.method
+
+
+def _saved_label(run_dir: Path) -> str:
+    from contrastkit.train.config import load_config
+
+    return run_label(load_config(run_dir / "config.yaml").seqrec)
 
 
 def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
     from contrastkit.recipes.seqrec import run_seqrec_training
     from contrastkit.train.config import load_config
 
-    path = config_path(dataset, method)
-    if not path.is_file():
-        raise FileNotFoundError(f"no config {path}")
-    config = load_config(path, overrides)
+    config = load_config(config_path(dataset, method), overrides)
     output = RUNS / f"{dataset}_{method}"
     return train_in_chain(
         output,
@@ -143,7 +153,8 @@ def time_epochs(
             records.append(
                 {
                     "dataset": dataset,
-                    "method": method,
+                    "method": config.seqrec.method,
+                    "label": run_label(config.seqrec),
                     "overrides": sorted(overrides),
                     "seconds_per_step": round(per_step, 4),
                     "steps_per_epoch": steps_per_epoch,
@@ -158,10 +169,11 @@ def time_epochs(
 
 
 def timing_identity(record: dict) -> tuple:
-    """A timing record replaces an older one of the same dataset, method, ``--set`` overrides
-    (none for the older records) and kind of device (CPU or GPU)."""
+    """A timing record replaces an older one of the same dataset, method or variant label,
+    ``--set`` overrides (none for the older records) and kind of device (CPU or GPU)."""
     overrides = tuple(record.get("overrides", []))
-    return record["dataset"], record["method"], overrides, accelerator_kind(record)
+    label = record.get("label", record["method"])
+    return record["dataset"], label, overrides, accelerator_kind(record)
 
 
 def run_record(run_dir: Path, command: str) -> dict:
@@ -169,7 +181,7 @@ def run_record(run_dir: Path, command: str) -> dict:
     ``metrics_unfiltered`` (test, every item ranked: the published tables' protocol)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     key = (summary["dataset"], summary["method"])
-    label = run_label(run_dir, *key)
+    label = _saved_label(run_dir)
     filtered = {k: v for k, v in prefixed(summary, "test_").items() if not k.startswith(UNFILTERED)}
     unfiltered = prefixed(summary, f"test_{UNFILTERED}_") or unfiltered_test_metrics(run_dir)
     return finished_run_record(
@@ -262,7 +274,7 @@ def collect_unfinished(command: str) -> list[dict]:
             continue
         config = load_config(run_dir / "config.yaml")
         dataset, method = config.seqrec.dataset, config.seqrec.method
-        label = run_label(run_dir, dataset, method)
+        label = run_label(config.seqrec)
         metrics, unfiltered = _best_weights_metrics(run_dir)
         epochs = read_metrics(run_dir / "metrics.jsonl")
         best_epoch = epochs[-1].get("best_epoch") if epochs else None
@@ -335,6 +347,14 @@ def main() -> int:
     add_set_argument(parser)
     args = parser.parse_args()
     command = command_line()
+    missing = [
+        str(config_path(d, m))
+        for d in args.datasets
+        for m in args.methods
+        if not config_path(d, m).is_file()
+    ]
+    if missing:  # before anything trains
+        parser.error("no config " + ", ".join(missing))
     if args.timing:
         records = time_epochs(
             args.datasets, args.methods, args.timing, command, args.set, args.device

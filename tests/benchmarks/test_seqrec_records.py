@@ -73,28 +73,43 @@ def test_timings_keep_cpu_and_gpu_records_apart_and_time_a_tiny_task(tmp_path, b
     assert seconds > 0 and steps_per_epoch == task.num_train() // 8
 
 
-def test_a_variant_run_is_labelled_and_compared_with_its_methods_published_row(bench):
-    """``runs/seqrec/beauty_sasrec_bce`` is the ``sasrec_bce`` variant of SASRec: its rows show
-    the label, SASRec's published numbers, and the variant's config; other folders keep the
-    method's name."""
-    runs = bench.RUNS
-    assert bench.run_label(runs / "beauty_sasrec_bce", "beauty", "sasrec") == "sasrec_bce"
-    assert bench.run_label(runs / "beauty_sasrec", "beauty", "sasrec") == "sasrec"
-    assert bench.run_label(runs / "beauty_cl4srec_bce", "beauty", "cl4srec") == "cl4srec"
-    assert bench.run_label(runs / "elsewhere", "beauty", "duorec") == "duorec"
-    for label, method in bench.VARIANTS.items():
+def test_a_variant_run_is_labelled_from_its_saved_settings(tmp_path, bench, monkeypatch):
+    """A run trained with a variant's settings (``rec_loss=bce``) is the ``sasrec_bce`` row,
+    whatever its folder is called, with SASRec's published numbers and the variant's config; a
+    folder named like the variant but trained with ``ce`` is plain ``sasrec``."""
+    path, attr = _write_dataset(tmp_path)
+    for label, (method, settings) in bench.VARIANTS.items():
         loaded = load_config(bench.config_path("beauty", label))
-        assert loaded.seqrec.method == method and loaded.seqrec.rec_loss == "bce"
-    record = {
-        "dataset": "beauty",
-        "method": "sasrec",
-        "label": "sasrec_bce",
-        "metrics": {"HR@20": 0.1, "NDCG@20": 0.05},
-        "metrics_unfiltered": {"HR@20": 0.09, "NDCG@20": 0.04},
-        "published": bench.PUBLISHED[("beauty", "sasrec")],
-        "best_epoch": 3,
-        "epochs": 5,
-        "seconds_per_epoch": 1.0,
-    }
-    assert "| beauty | sasrec_bce | 0.1000 |" in bench.table([record])
-    assert "0.0894 / 0.0386" in bench.table([record])
+        assert bench.run_label(loaded.seqrec) == label and loaded.seqrec.method == method
+        assert all(getattr(loaded.seqrec, k) == v for k, v in settings.items())
+    assert bench.run_label(load_config(bench.config_path("beauty", "sasrec")).seqrec) == "sasrec"
+    monkeypatch.setattr(bench, "PUBLISHED", {("file", "sasrec"): {"HR@20": 0.5, "NDCG@20": 0.25}})
+    rows = {}
+    for folder, rec_loss in (("file_sasrec", "bce"), ("file_sasrec_bce", "ce")):
+        run_dir = tmp_path / folder
+        config = _config(path, attr, "sasrec", "train.epochs=1", f"seqrec.rec_loss={rec_loss}")
+        recipe.run_seqrec_training(config, run_dir, echo=False)
+        rows[folder] = bench.run_record(run_dir, "python benchmarks/seqrec.py")
+    assert rows["file_sasrec"]["label"] == "sasrec_bce"
+    assert rows["file_sasrec"]["config"] == "configs/seqrec/file_sasrec_bce.yaml"
+    assert rows["file_sasrec_bce"]["label"] == "sasrec"
+    assert all(r["method"] == "sasrec" and r["published"]["HR@20"] == 0.5 for r in rows.values())
+    table = bench.table(list(rows.values()))
+    assert "| file | sasrec_bce | " in table and "| file | sasrec | " in table
+    assert table.count("0.5000 / 0.2500") == 2
+
+
+def test_timing_records_of_a_variant_keep_its_method_and_label_apart(bench):
+    base = {"dataset": "beauty", "method": "sasrec", "overrides": [], "device": "x86_64 cpu"}
+    plain, variant = {**base, "label": "sasrec"}, {**base, "label": "sasrec_bce"}
+    assert bench.timing_identity(plain) != bench.timing_identity(variant)
+    assert bench.timing_identity(plain) == bench.timing_identity(base)  # older records
+
+
+def test_a_missing_variant_config_stops_before_anything_trains(bench, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["seqrec.py", "--datasets", "toys", "--methods", "sasrec_bce"])
+    monkeypatch.setattr(bench, "run", lambda *a: pytest.fail("trained before checking configs"))
+    with pytest.raises(SystemExit):
+        bench.main()
+    err = capsys.readouterr().err
+    assert "no config" in err and "toys_sasrec_bce.yaml" in err

@@ -91,6 +91,16 @@ def _records(run: Path) -> list[dict]:
 
 
 # -- training runs ---------------------------------------------------------------------------
+def test_lightgcn_learns_with_the_uniform_user_sampler_too(tmp_path):
+    """As the planted-structure test below, with ``graphrec.sampler=users``."""
+    data = _write_dataset(tmp_path / "data", users=80, items=120)
+    config = _config(
+        data, "lightgcn", "train.epochs=8", "train.eval_every=0", "graphrec.sampler=users"
+    )
+    summary = graphrec.run_graphrec_training(config, tmp_path / "run", echo=False)
+    assert summary["test_Recall@20"] > 0.6
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_and_reports_full_ranking_metrics(tmp_path, method):
     data = _write_dataset(tmp_path / "data")
@@ -505,6 +515,7 @@ def test_uniform_user_sampler_weighs_every_user_the_same(tmp_path):
     assert (items_of_0 / items_of_0.mean() - 1).abs().max() < 0.15  # ~1,000 draws each, sd 3 %
     again = task.epoch_order(torch.Generator().manual_seed(3), 4)
     assert torch.equal(again, task.epoch_order(torch.Generator().manual_seed(3), 4))
+    assert not torch.equal(again, task.epoch_order(torch.Generator().manual_seed(4), 4))
     edges_config = _config(folder, "lightgcn")
     assert edges_config.graphrec.sampler == "edges"
     permuted = graphrec.GraphRecTask(

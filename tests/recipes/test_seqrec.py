@@ -136,39 +136,87 @@ def test_sasrec_learns_the_pattern(tmp_path):
 
 
 def test_bce_rec_loss_learns_the_pattern_too(tmp_path):
-    """``seqrec.rec_loss=bce`` (SASRec's original one-negative objective) trains and learns the
-    same deterministic pattern; a different objective than ``ce`` (other weights)."""
+    """``seqrec.rec_loss=bce`` (SASRec's one-negative objective) trains and learns the same
+    deterministic pattern."""
     path, attr = _write_dataset(tmp_path, users=60)
     extra = ("train.epochs=10", "train.eval_every=0", "seqrec.dropout=0.1")
     config = _config(path, attr, "sasrec", *extra, "seqrec.rec_loss=bce")
     summary = seqrec.run_seqrec_training(config, tmp_path / "bce", echo=False)
     assert summary["test_HR@5"] > 0.6
-    ce = seqrec.SeqRecTask(
-        _config(path, attr, "sasrec"), seqrec.load_sequences(config.seqrec), tmp_path / "ce"
+
+
+def test_bce_step_is_the_explicit_loss_with_the_steps_negatives(tmp_path):
+    """A SASRec BCE step equals -log σ(h·e_t) - log(1 - σ(h·e_n)) in float64 with the negatives
+    of the step's own stream (seed from torch's step seed, then ``[seed, 1]``); the same torch
+    seed gives the same negatives and loss."""
+    path, attr = _write_dataset(tmp_path)
+    config = _config(
+        path, attr, "sasrec", "seqrec.rec_loss=bce", "seqrec.dropout=0.0", "seqrec.attn_dropout=0.0"
     )
-    bce = seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "b2")
-    rows = torch.arange(8)
-    torch.manual_seed(0)
-    a, _ = ce.training_step(ce.model, rows)
-    torch.manual_seed(0)
-    b, _ = bce.training_step(bce.model, rows)
-    assert not math.isclose(a.item(), b.item(), rel_tol=1e-3)
+    task = seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "r")
+    rows = torch.arange(3, 40, 3)
+    torch.manual_seed(5)
+    loss, _ = task.training_step(task.model, rows)
+    torch.manual_seed(5)
+    seed = int(torch.randint(0, 2**62, (1,)))
+    expected_neg = task.negative_items.sample(
+        task.pair_user[rows], np.random.default_rng([seed, 1])
+    )
+    assert torch.equal(task.negatives, expected_neg)
+    with torch.no_grad():
+        h = task.model(task.inputs[rows]).double()
+        emb = task.model.encoder.item_emb.weight.double()
+    total = 0.0
+    for b, row in enumerate(rows.tolist()):
+        pos = float(h[b] @ emb[task.targets[row]])
+        neg = float(h[b] @ emb[expected_neg[b]])
+        total += math.log1p(math.exp(-pos)) + math.log1p(math.exp(neg))
+    assert loss.item() == pytest.approx(total / len(rows), rel=1e-5)
+    torch.manual_seed(5)
+    again, _ = task.training_step(task.model, rows)
+    assert again.item() == loss.item()
 
 
-def test_sampled_negatives_avoid_the_target_and_the_inputs():
+@pytest.mark.parametrize("method", METHODS)
+def test_negatives_are_drawn_once_per_bce_step_and_never_for_ce(tmp_path, monkeypatch, method):
+    """The default ``ce`` draws no negative (its random streams are unchanged); ``bce`` draws
+    once per step for every method (MCLRec's steps 1 and 3 share them) and the loss is finite."""
+    path, attr = _write_dataset(tmp_path)
+    calls = []
+    original = seqrec.NegativeItems.sample
+    monkeypatch.setattr(
+        seqrec.NegativeItems, "sample", lambda self, *a: calls.append(1) or original(self, *a)
+    )
+    for rec_loss, expected in (("ce", 0), ("bce", 1)):
+        calls.clear()
+        config = _config(path, attr, method, f"seqrec.rec_loss={rec_loss}")
+        task = seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / rec_loss)
+        if method == "mclrec":
+            task.backward = lambda loss: loss.backward()
+            task.bind_optimizer(torch.optim.Adam(task.model.parameters(), lr=1e-3))
+        assert (task.negative_items is None) == (rec_loss == "ce")
+        torch.manual_seed(0)
+        loss, _ = task.training_step(task.model, torch.arange(16))
+        assert len(calls) == expected and torch.isfinite(loss)
+
+
+def test_negative_items_avoid_the_users_training_sequence():
     rng = np.random.default_rng(0)
-    inputs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8], [0, 0, 0, 0, 9]])
-    targets = torch.tensor([4, 9, 1])
-    draws = torch.stack([seqrec.sample_negatives(inputs, targets, 10, rng) for _ in range(500)])
-    assert draws.dtype == torch.int64 and draws.shape == (500, 3)
-    for row in range(3):
-        allowed = set(range(1, 11)) - set(inputs[row].tolist()) - {int(targets[row])}
-        assert set(draws[:, row].tolist()) == allowed  # every allowed item, nothing else
-    # uniform over the allowed items: row 0 has 6 of them, 500 draws, each near 83
+    sequences = [np.array([1, 2, 3, 4]), np.array([5, 6, 7, 8, 9]), np.array([9])]
+    sampler = seqrec.NegativeItems(sequences, 10)
+    users = torch.tensor([0, 1, 2])
+    draws = torch.stack([sampler.sample(users, rng) for _ in range(600)])
+    assert draws.dtype == torch.int64 and draws.shape == (600, 3)
+    for u, seq in enumerate(sequences):
+        allowed = set(range(1, 11)) - set(seq.tolist())
+        assert set(draws[:, u].tolist()) == allowed  # every allowed item, nothing else
     counts = np.bincount(draws[:, 0].numpy(), minlength=11)[[5, 6, 7, 8, 9, 10]]
-    assert counts.sum() == 500 and counts.min() > 50 and counts.max() < 120
-    with pytest.raises(ValueError, match="no negative"):
-        seqrec.sample_negatives(inputs, targets, 6, rng)
+    assert counts.sum() == 600 and counts.min() > 70 and counts.max() < 135  # ~100 each
+    # the boundary: one free item left -> always that one
+    tight = seqrec.NegativeItems([np.arange(1, 10)], 10)
+    assert set(tight.sample(torch.zeros(50, dtype=torch.long), rng).tolist()) == {10}
+    with pytest.raises(ValueError, match="no negative item exists"):
+        seqrec.NegativeItems([np.arange(1, 11)], 10)
 
 
 def test_early_stopping_and_resume_of_a_stopped_run(tmp_path):

@@ -251,8 +251,10 @@ class SASRec(nn.Module):
         return F.cross_entropy(self.item_scores(h), targets.long() - 1)
 
     def bce_loss(self, h: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
-        """SASRec's original objective (Kang & McAuley 2018): binary cross-entropy of the target
-        against one sampled negative item per row, mean over the batch.
+        """SASRec's objective (Kang & McAuley 2018): binary cross-entropy of the target against
+        one sampled negative item per row, mean over the batch. (The original applies it at
+        every position of a sequence in one pass; with one row per prefix, as here, the rows
+        are the same examples.)
 
         ``L = mean_b [ -log σ(h_b·e_{t_b}) - log(1 - σ(h_b·e_{n_b})) ]
         = mean_b [ softplus(-h_b·e_{t_b}) + softplus(h_b·e_{n_b}) ]`` (softplus: stable for

@@ -6,7 +6,9 @@ Protocol (LightGCN / NGCF, also SGL, SimGCL and LightGCL): a fixed train / test 
 user-item interactions (LightGCN's ``train.txt`` / ``test.txt``), one training example per
 training interaction (the engine's training indices are the edges of
 :meth:`~contrastkit.data.graphs.InteractionGraph.edge_index`: one epoch visits every training
-interaction once, in batches of ``train.batch_size``; the engine drops the last, partial batch),
+interaction once, in batches of ``train.batch_size``; the engine drops the last, partial batch;
+``graphrec.sampler=users`` draws the epoch's pairs user-first instead, see
+:meth:`GraphRecTask.uniform_user_edges`),
 one negative item per interaction drawn uniformly from all items and re-drawn while it is one of
 the user's training items (LightGCN's and LightGCL's samplers), and a full ranking of all items
 with the user's training items excluded: Recall@k and NDCG@k (k = 10, 20, 40) averaged over the
@@ -229,6 +231,14 @@ class GraphRecTask:
                 )
             raise ValueError("graphrec: the test file has no interaction (nothing to rank)")
         self.edge_users, self.edge_items = graph.edge_index()
+        degree = torch.bincount(self.edge_users, minlength=graph.num_users)
+        # per user: its number of training edges, the first one's index (edge_index lists the
+        # edges user by user) and the users with at least one (for sampler=users)
+        self._user_edges = (
+            degree,
+            torch.cumsum(degree, 0) - degree,
+            torch.nonzero(degree).flatten(),
+        )
         self.sampler = NegativeSampler(graph)
         self.adj = graph.normalized_adjacency()
         # the same symmetric matrix in CSR: what the LightGCN passes propagate on (fast backward)
@@ -347,9 +357,7 @@ class GraphRecTask:
         that user's training items uniformly (LightGCN-PyTorch's ``UniformSample``, SGL-Torch's
         ``PairwiseSamplerV2``). Every user then weighs the same in an epoch, whatever its
         degree, as in the per-user mean of the metrics."""
-        degree = torch.bincount(self.edge_users, minlength=self.graph.num_users)
-        start = torch.cumsum(degree, 0) - degree  # edge_index lists the edges user by user
-        active = torch.nonzero(degree).flatten()
+        degree, start, active = self._user_edges
         n = self.num_train()
         users = active[torch.randint(len(active), (n,), generator=generator)]
         offset = (torch.rand(n, generator=generator, dtype=torch.float64) * degree[users]).long()

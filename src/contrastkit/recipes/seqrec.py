@@ -16,7 +16,8 @@ over 2B views with dot products and temperature 1 is ``info_nce`` with ``tempera
 Methods (the per-batch loss; ``h = f(s)`` is the SASRec state of the last position):
 
 * ``sasrec``: ``L_rec = CE(h E^T, target)`` (``seqrec.rec_loss=bce``: SASRec's original
-  ``softplus(-h·e_target) + softplus(h·e_neg)`` with one sampled negative, for every method).
+  ``softplus(-h·e_target) + softplus(h·e_neg)`` with one negative per pair from
+  :class:`NegativeItems`, for every method).
 * ``cl4srec`` (Xie et al. 2022): ``L_rec + λ·nce(f(v1), f(v2))``, two different ops from
   {crop, mask, reorder} per sequence.
 * ``duorec`` (Qiu et al. 2022, official ``us_x``): ``L_rec + λ·nce(f'(s), f(s'))`` where ``f'``
@@ -37,6 +38,7 @@ Methods (the per-batch loss; ``h = f(s)`` is the SASRec state of the last positi
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,25 +189,45 @@ def trim_padding(seq: Tensor) -> Tensor:
     return seq[:, first:]
 
 
-def sample_negatives(
-    inputs: Tensor, targets: Tensor, num_items: int, rng: np.random.Generator
-) -> Tensor:
-    """One negative item per row for SASRec's BCE objective: uniform over ``1..num_items``,
-    redrawn while it is the row's target or one of its input items (``inputs [B, L]``,
-    left-padded with 0; ``targets [B]``). Returns ``[B]`` int64 on the CPU."""
-    rows = inputs.cpu().numpy()
-    goal = targets.cpu().numpy()
-    if rows.shape[1] + 1 >= num_items:
-        raise ValueError(
-            f"sample_negatives: {num_items} items leave no negative for rows of "
-            f"{rows.shape[1]} inputs plus a target; use seqrec.rec_loss=ce"
-        )
-    negatives = rng.integers(1, num_items + 1, size=len(goal))
-    taken = (negatives == goal) | (rows == negatives[:, None]).any(axis=1)
-    while taken.any():  # at most L + 1 of the items are excluded per row: ends quickly
-        negatives[taken] = rng.integers(1, num_items + 1, size=int(taken.sum()))
-        taken = (negatives == goal) | (rows == negatives[:, None]).any(axis=1)
-    return torch.from_numpy(negatives.astype(np.int64))
+class NegativeItems:
+    """Negative items for SASRec's BCE objective (``seqrec.rec_loss=bce``): one per training
+    pair, uniform over ``1..num_items`` and redrawn while it is one of the pair's user's
+    training items (the whole training sequence, as SASRec's and ICLRec's samplers exclude the
+    user's item set; the target is one of them).
+
+    ``sequences``: the users' training sequences (item ids ``1..num_items``). Membership is a
+    binary search in the sorted keys ``user * (num_items + 1) + item``: ``O(E)`` memory.
+    """
+
+    def __init__(self, sequences: Sequence[np.ndarray], num_items: int) -> None:
+        self.num_items = int(num_items)
+        width = self.num_items + 1
+        keys = [
+            u * width + np.unique(np.asarray(s, dtype=np.int64)) for u, s in enumerate(sequences)
+        ]
+        self.keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)  # sorted
+        sizes = np.array([len(k) for k in keys], dtype=np.int64)
+        if sizes.size and int(sizes.max()) >= self.num_items:
+            user = int(sizes.argmax())
+            raise ValueError(
+                f"seqrec.rec_loss=bce: user {user} has all {self.num_items} items in its "
+                "training sequence, so no negative item exists; use seqrec.rec_loss=ce"
+            )
+
+    def _taken(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        query = users * (self.num_items + 1) + items
+        at = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
+        return self.keys[at] == query
+
+    def sample(self, users: Tensor, rng: np.random.Generator) -> Tensor:
+        """``users [B]`` (training-sequence indices) -> ``[B]`` int64 negatives on the CPU."""
+        who = users.cpu().numpy().astype(np.int64)
+        negatives = rng.integers(1, self.num_items + 1, size=len(who))
+        taken = self._taken(who, negatives)
+        while taken.any():  # every user leaves at least one item free (checked at init)
+            negatives[taken] = rng.integers(1, self.num_items + 1, size=int(taken.sum()))
+            taken[taken] = self._taken(who[taken], negatives[taken])
+        return torch.from_numpy(negatives)
 
 
 def margin_regularizer(a: Tensor, b: Tensor) -> Tensor:
@@ -332,6 +354,10 @@ class SeqRecTask:
             np.repeat(np.arange(len(lengths)), np.maximum(lengths - 1, 0))
         )
         self.rng = np.random.default_rng(config.train.seed)
+        self.negative_items = (
+            NegativeItems(self.split.train, self.num_items) if cfg.rec_loss == "bce" else None
+        )
+        self.negatives: Tensor | None = None  # the step's BCE negatives (one per pair)
         self.augmenter = (
             SequenceAugmenter.mclrec() if cfg.augment == "mclrec" else SequenceAugmenter.cl4srec()
         )
@@ -426,21 +452,26 @@ class SeqRecTask:
 
     def training_step(self, model: nn.Module, indices: Tensor) -> tuple[Tensor, dict[str, float]]:
         # augmentation draws from the step's torch seed (set by the engine): exact on resume
-        self.rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
+        seed = int(torch.randint(0, 2**62, (1,)))
+        self.rng = np.random.default_rng(seed)
         inputs = self.inputs[indices].to(self.device)
         targets = self.targets[indices].to(self.device)
+        if self.negative_items is not None:  # own stream: the augmentation draws do not shift
+            rng = np.random.default_rng([seed, 1])
+            self.negatives = self.negative_items.sample(self.pair_user[indices], rng)
+            self.negatives = self.negatives.to(self.device)
         method = self.cfg.method
         if method == "sasrec":
-            loss = self._rec(model(inputs), inputs, targets)
+            loss = self._rec(model(inputs), targets)
             return loss, {}
         if method == "cl4srec":
             v1, v2 = self._augmented(inputs)
-            rec = self._rec(model(inputs), inputs, targets)
+            rec = self._rec(model(inputs), targets)
             cl = self._nce(model(v1), model(v2))
             return rec + self.cfg.cl_weight * cl, {"rec": rec.item(), "cl": cl.item()}
         if method == "duorec":
             partners = self.inputs[self._same_target(indices)].to(self.device)
-            rec = self._rec(model(inputs), inputs, targets)
+            rec = self._rec(model(inputs), targets)
             cl = self._nce(model(inputs), model(partners))  # second dropout pass vs same target
             return rec + self.cfg.cl_weight * cl, {"rec": rec.item(), "cl": cl.item()}
         if method == "mclrec":
@@ -448,13 +479,13 @@ class SeqRecTask:
         return self._sra_cl_step(model, inputs, targets, indices)
 
     # methods -----------------------------------------------------------------------------
-    def _rec(self, h: Tensor, inputs: Tensor, targets: Tensor) -> Tensor:
+    def _rec(self, h: Tensor, targets: Tensor) -> Tensor:
         """The next-item term of every method: ``seqrec.rec_loss`` (``ce``: full softmax;
-        ``bce``: one negative per row from :func:`sample_negatives`, the step's draws)."""
-        if self.cfg.rec_loss == "ce":
+        ``bce``: against the step's negatives from :class:`NegativeItems`, drawn once per
+        step, so MCLRec's steps 1 and 3 share them)."""
+        if self.negatives is None:
             return self.model.encoder.rec_loss(h, targets)
-        negatives = sample_negatives(inputs, targets, self.num_items, self.rng)
-        return self.model.encoder.bce_loss(h, targets, negatives.to(targets.device))
+        return self.model.encoder.bce_loss(h, targets, self.negatives)
 
     def _nce(self, a: Tensor, b: Tensor) -> Tensor:
         return self.criterion(torch.stack([a, b], dim=1))
@@ -504,7 +535,7 @@ class SeqRecTask:
         cfg = self.cfg
         h1, h2 = model(v1), model(v2)
         cl, meta = self._nce(h1, h2), self._mclrec_meta(h1, h2)
-        rec_loss = self._rec(model(inputs), inputs, targets)
+        rec_loss = self._rec(model(inputs), targets)
         return rec_loss + cfg.cl_weight * cl + cfg.meta_weight * meta, cl, meta
 
     def _mclrec_step(self, model: nn.Module, inputs: Tensor, targets: Tensor):
@@ -559,7 +590,7 @@ class SeqRecTask:
 
     def _sra_cl_step(self, model: nn.Module, inputs: Tensor, targets: Tensor, indices: Tensor):
         cfg = self.cfg
-        rec = self._rec(model(inputs), inputs, targets)
+        rec = self._rec(model(inputs), targets)
         users = self.pair_user[indices].to(self.device)
         prefix, neighbours = self.neighbour_users(inputs, users)  # [B, S], [B, k]
         k = neighbours.shape[1]

@@ -195,8 +195,8 @@ class SeqRecConfig:
         "mclrec"  # crop/mask/reorder ratios: mclrec (0.5/0.5/0.8) | cl4srec (0.2/0.7/0.2)
     )
     # next-item term: ce = full softmax over all items (MCLRec / RecBole, every shipped config);
-    # bce = SASRec's original binary cross-entropy against one sampled negative (an item outside
-    # the input sequence and not the target), the baseline loss of the S3-Rec / ICLRec code
+    # bce = SASRec's binary cross-entropy against one sampled negative per training pair (an
+    # item outside the user's training sequence), the loss of the S3-Rec / ICLRec code line
     rec_loss: str = "ce"
     cl_weight: float = 0.1  # lambda of the data-level contrastive term (CL4SRec, DuoRec, MCLRec)
     meta_weight: float = 0.05  # MCLRec beta (Beauty 0.05, Toys 0.1)
