@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -255,6 +256,33 @@ def plot_curves(curves: list[dict]) -> list[Path]:
     return written
 
 
+def curve_table(curves: list[dict], dataset: str) -> str:
+    """Markdown: test Recall@20 / NDCG@20 of every evaluation (rows: epochs) of the run
+    folders of ``dataset`` without a ``_s<seed>`` suffix (all of them if every one has one;
+    columns: runs, named without the dataset prefix), ``—`` where a run did not evaluate; the
+    last row is each run's epochs so far and whether it finished."""
+    runs = [c for c in curves if c["dataset"] == dataset]
+    runs = [c for c in runs if not re.search(r"_s\d+$", c["run"])] or runs
+    names = [c["run"].removeprefix(f"{dataset}_") for c in runs]
+    cells = {
+        (name, e["epoch"]): f"{e['Recall@20']:.4f} / {e['NDCG@20']:.4f}"
+        for name, c in zip(names, runs, strict=True)
+        for e in c["evaluations"]
+        if "Recall@20" in e and "NDCG@20" in e
+    }
+    epochs = sorted({epoch for _, epoch in cells})
+    lines = ["| epoch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for epoch in epochs:
+        row = [cells.get((name, epoch), "—") for name in names]
+        lines.append(f"| {epoch} | " + " | ".join(row) + " |")
+    status = [
+        f"{c['epochs_done']} / {c['config_epochs']}" + (" (finished)" if c["finished"] else "")
+        for c in runs
+    ]
+    lines.append("| epochs done | " + " | ".join(status) + " |")
+    return "\n".join(lines)
+
+
 def seed_summary(records: list[dict]) -> str:
     """Mean ± sample std of the final test metrics over the seeded runs (``<run>_s<seed>``) of
     each dataset and method (the mean alone for a single seed)."""
@@ -354,6 +382,8 @@ def main() -> int:
     curves = curve_records()
     (RESULTS / "graph_curves.json").write_text(json.dumps(curves, indent=1) + "\n")
     plot_curves(curves)
+    for dataset in sorted({c["dataset"] for c in curves}):
+        (RESULTS / f"graph_curves_{dataset}.md").write_text(curve_table(curves, dataset) + "\n")
     text = table(records) + "\n\nMean ± sample std over seeds:\n\n" + seed_summary(records)
     (RESULTS / "graph.md").write_text(text + "\n")
     print(text)
