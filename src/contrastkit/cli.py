@@ -140,6 +140,10 @@ def _train_command(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--resume: {config_path} does not exist")
     config = load_config(config_path, _overrides(args.overrides))
     output = Path(args.output) if args.output else _default_output(config)
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"--output {output} is a file, not a run folder")
+    args.run_folder = output  # named by the interrupt hint
+    print(f"run folder: {output}", flush=True)
     if config.recipe == "seqrec":
         from contrastkit.recipes.seqrec import run_seqrec_training
 
@@ -307,8 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
+        folder = getattr(args, "run_folder", None) or "RUN_DIR"
         print(
-            "\ninterrupted; continue with: contrastkit train --resume --output RUN_DIR",
+            f"\ninterrupted; continue with: contrastkit train --resume --output {folder}",
             file=sys.stderr,
         )
         return 130

@@ -20,3 +20,25 @@ def test_losses_evaluate_json(capsys):
 def test_unknown_loss_is_an_error(capsys):
     assert main(["losses", "nope"]) == 2
     assert "unknown loss(es): nope" in capsys.readouterr().err
+
+
+def test_train_names_the_run_folder_and_the_interrupt_hint_gives_it(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C during training prints the resume command with the real run folder."""
+    from contrastkit.recipes import images
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "run_image_training", interrupted)
+    out = tmp_path / "run"
+    assert main(["train", "--output", str(out), "train.epochs=1"]) == 130
+    captured = capsys.readouterr()
+    assert f"run folder: {out}" in captured.out
+    assert f"contrastkit train --resume --output {out}" in captured.err
+
+
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("x")
+    assert main(["train", "--output", str(path)]) == 2
+    assert "is a file, not a run folder" in capsys.readouterr().err

@@ -626,6 +626,22 @@ def test_eval_command_re_scores_a_run_under_both_protocols(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["weights"] == "epoch-00003"
     (out / "best.safetensors").unlink()
     assert main(["eval", str(out)]) == 2
-    assert "best.safetensors does not exist (use --weights latest)" in capsys.readouterr().err
+    assert (
+        "best.safetensors does not exist (use --weights latest for the latest checkpoint)"
+        in capsys.readouterr().err
+    )
     assert main(["eval", str(tmp_path)]) == 2
     assert "is not a run folder (no config.yaml)" in capsys.readouterr().err
+
+
+def test_results_table_shows_both_protocols_the_objective_and_whole_epochs():
+    row = {"dataset": "beauty", "method": "sasrec", "rec_loss": "bce", "best_epoch": 3}
+    row |= {f"test_{m}@{k}": 0.1 for k in (5, 10, 20) for m in ("HR", "NDCG")}
+    row |= {"test_unfiltered_HR@20": 0.25, "test_unfiltered_NDCG@20": 0.125}
+    row["epochs_trained"] = 12.0
+    header, _, line = seqrec.metrics_table([row]).splitlines()
+    assert "HR@20 filtered" in header and "NDCG@20 all items" in header
+    assert line.startswith("| beauty | sasrec (bce) | 0.1000 |")
+    assert line.endswith("| 0.2500 | 0.1250 | 3 | 12 |")
+    ce = seqrec.metrics_table([{**row, "rec_loss": "ce", "epochs_trained": 2.5}])
+    assert "| sasrec | " in ce and ce.endswith("| 3 | 2.5 |")

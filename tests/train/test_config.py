@@ -61,3 +61,31 @@ def test_config_difference():
     a, b = RunConfig(), load_config(None, ["train.epochs=99", "loss.name=dcl"])
     assert config_difference(a, b) == ["loss.name", "train.epochs"]
     assert config_difference(a, b, ignore=("train.epochs",)) == ["loss.name"]
+
+
+def test_the_dataset_alias_follows_the_recipe_and_image_only_aliases_are_refused():
+    """``--dataset`` is ``<recipe>.dataset`` outside the images recipe (it used to set the
+    images key ``data.name``, which those recipes ignore); ``--views`` / ``--backbone`` are
+    refused there instead of being ignored."""
+    seqrec = load_config(None, ["recipe=seqrec", "dataset=toys"])
+    assert seqrec.seqrec.dataset == "toys" and seqrec.data.name == load_config().data.name
+    graph = load_config(None, ["recipe=graphrec", "dataset=ml100k"])
+    assert graph.graphrec.dataset == "ml100k"
+    assert load_config(None, ["dataset=digits"]).data.name == "digits"  # images: unchanged
+    with pytest.raises(ConfigError, match="configures the images recipe"):
+        load_config(None, ["recipe=seqrec", "views=4"])
+    with pytest.raises(ConfigError, match="has no dataset key"):
+        load_config(None, ["recipe=text", "dataset=stsb"])
+
+
+def test_a_bad_seqrec_valid_metric_is_refused_before_training():
+    with pytest.raises(ConfigError, match=r"seqrec\.valid_metric"):
+        load_config(None, ["recipe=seqrec", "seqrec.valid_metric=AUC"])
+    assert load_config(None, ["recipe=seqrec", "seqrec.valid_metric=NDCG@20"])
+
+
+def test_a_file_graph_dataset_error_says_how_to_clear_the_ml100k_keys():
+    with pytest.raises(ConfigError, match=r"graphrec\.test_fraction=null"):
+        load_config(
+            None, ["graphrec.dataset=file", "graphrec.path=/tmp", "graphrec.test_fraction=0.2"]
+        )

@@ -597,7 +597,7 @@ def leave_one_out(data: SequenceData, *, drop_short: bool = False) -> SequenceSp
         raise ValueError(
             f"leave_one_out: {short} of {data.num_users} users have fewer than 3 interactions "
             "(need train + valid + test items); pass drop_short=True to drop them, or "
-            "k_core_filter(data, 3) first"
+            "k_core_filter(data, 3) first (in a seqrec config: seqrec.k_core=3)"
         )
     kept = [u for u in range(data.num_users) if lens[u] >= 3]
     seqs = [data.sequences[u] for u in kept]

@@ -70,7 +70,13 @@ def run_weights(run_dir: Path, which: str) -> tuple[dict[str, Tensor], str]:
     if which == "best":
         best = run_dir / "best.safetensors"
         if not best.is_file():
-            raise FileNotFoundError(f"{best} does not exist (use --weights latest)")
+            has_checkpoint = latest_checkpoint(run_dir / "checkpoints") is not None
+            hint = (
+                "use --weights latest for the latest checkpoint"
+                if has_checkpoint
+                else "the run has not finished an evaluation or a checkpoint yet"
+            )
+            raise FileNotFoundError(f"{best} does not exist ({hint})")
         return load_weights(best), best.name
     folder = latest_checkpoint(run_dir / "checkpoints")
     if folder is None:

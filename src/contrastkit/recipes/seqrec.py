@@ -68,7 +68,7 @@ from contrastkit.train.best import BestWeights
 from contrastkit.train.config import RunConfig, SeqRecConfig
 from contrastkit.views.sequence import SequenceAugmenter, nearest_neighbours, substitute
 
-KS = (5, 10, 20)
+KS = (5, 10, 20)  # = the k of SEQREC_VALID_METRICS (config)
 UNFILTERED = "unfiltered"  # metric-name infix of the protocol that ranks seen items too
 TIE_BREAK = 0.1  # weight of the co-occurrence part of SRA-CL's attribute item space
 DATASET_FILES = {
@@ -679,6 +679,7 @@ def run_seqrec_training(
     header = {
         "dataset": config.seqrec.dataset,
         "method": config.seqrec.method,
+        "rec_loss": config.seqrec.rec_loss,
         "data": data.summary(),
         "semantic": task.semantic_kind,
     }
@@ -710,17 +711,31 @@ def evaluate_run(run_dir: str | Path, *, weights: str = "best") -> dict[str, Any
 
 
 def metrics_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: one row per run, test HR@k / NDCG@k and the epochs trained."""
+    """Markdown: one row per run, test HR@k / NDCG@k with each user's history excluded
+    ("filtered"), HR@20 / NDCG@20 with every item ranked ("all items", the published tables'
+    protocol), the best epoch and the epochs trained; the method carries ``(bce)`` for
+    ``seqrec.rec_loss=bce``."""
     names = [f"{m}@{k}" for k in KS for m in ("HR", "NDCG")]
+    every = ("HR@20", "NDCG@20")
     lines = [
-        "| dataset | method | " + " | ".join(names) + " | best epoch | epochs |",
-        "|---" * (len(names) + 4) + "|",
+        "| dataset | method | "
+        + " | ".join(f"{n} filtered" for n in names)
+        + " | "
+        + " | ".join(f"{n} all items" for n in every)
+        + " | best epoch | epochs |",
+        "|---" * (len(names) + len(every) + 4) + "|",
     ]
+    nan = float("nan")
     for r in rows:
-        cells = [f"{r.get(f'test_{n}', float('nan')):.4f}" for n in names]
+        cells = [f"{r.get(f'test_{n}', nan):.4f}" for n in names]
+        cells += [f"{r.get(f'test_{UNFILTERED}_{n}', nan):.4f}" for n in every]
+        method = r["method"] + (" (bce)" if r.get("rec_loss") == "bce" else "")
+        epochs = r.get("epochs_trained", "—")
+        if isinstance(epochs, float) and epochs.is_integer():
+            epochs = int(epochs)
         lines.append(
-            f"| {r['dataset']} | {r['method']} | "
+            f"| {r['dataset']} | {method} | "
             + " | ".join(cells)
-            + f" | {r.get('best_epoch', '—')} | {r.get('epochs_trained', '—')} |"
+            + f" | {r.get('best_epoch', '—')} | {epochs} |"
         )
     return "\n".join(lines)

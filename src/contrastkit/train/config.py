@@ -173,6 +173,8 @@ class EvalConfig:
 
 
 SEQREC_METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
+# the validation metrics the seqrec recipe reports (HR / NDCG at k = 5, 10, 20, MRR)
+SEQREC_VALID_METRICS = ("MRR", *(f"{m}@{k}" for k in (5, 10, 20) for m in ("HR", "NDCG")))
 
 
 @dataclass
@@ -218,6 +220,7 @@ class SeqRecConfig:
         _one_of("seqrec", "method", self.method, SEQREC_METHODS)
         _one_of("seqrec", "augment", self.augment, ("mclrec", "cl4srec"))
         _one_of("seqrec", "rec_loss", self.rec_loss, ("ce", "bce"))
+        _one_of("seqrec", "valid_metric", self.valid_metric, SEQREC_VALID_METRICS)
         _one_of(
             "seqrec", "semantic", self.semantic, ("auto", "titles", "attributes", "cooccurrence")
         )
@@ -347,7 +350,8 @@ class GraphRecConfig:
             raise ConfigError(
                 "graphrec.test_fraction and graphrec.split_seed split ml100k only (split_seed "
                 f"also seeds a valid_fraction split); graphrec.dataset={self.dataset} comes "
-                "with its own test split"
+                "with its own test split: set graphrec.test_fraction=null and "
+                "graphrec.split_seed=null (the ml100k configs set both)"
             )
 
 
@@ -708,6 +712,27 @@ def config_from_dict(values: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, values or {})
 
 
+IMAGE_ONLY_ALIASES = ("views", "backbone")  # sections only the images recipe reads
+
+
+def _resolve_alias(key: str, recipe: str) -> str:
+    """The dotted key of a short alias for ``recipe``: ``dataset`` is ``<recipe>.dataset``
+    outside the images recipe; the image-only aliases are refused elsewhere (they would be
+    ignored silently)."""
+    if key not in ALIASES or recipe == "images":
+        return ALIASES.get(key, key)
+    if key == "dataset":
+        if f"{recipe}.dataset" in _all_keys(RunConfig):
+            return f"{recipe}.dataset"
+        raise ConfigError(f"--dataset: recipe {recipe!r} has no dataset key")
+    if key in IMAGE_ONLY_ALIASES:
+        raise ConfigError(
+            f"--{key} ({ALIASES[key]}) configures the images recipe; this config's recipe is "
+            f"{recipe!r}, which does not read it"
+        )
+    return ALIASES[key]
+
+
 def apply_override(values: dict[str, Any], assignment: str) -> None:
     """Apply one ``key=value`` (dotted key, YAML value) to nested mappings in place."""
     if "=" not in assignment:
@@ -715,7 +740,7 @@ def apply_override(values: dict[str, Any], assignment: str) -> None:
             f"override {assignment!r} must look like key=value (e.g. train.epochs=50)"
         )
     key, raw = assignment.split("=", 1)
-    key = ALIASES.get(key.strip(), key.strip())
+    key = _resolve_alias(key.strip(), values.get("recipe", "images"))
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -126,6 +127,12 @@ class Engine:
             raise FileExistsError(
                 f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
                 "another --output folder"
+            )
+        if folder is None and self.resume and _launching_rank() == 0:
+            print(
+                f"--resume: {self.run_dir} holds no checkpoint yet; starting from epoch 1",
+                file=sys.stderr,
+                flush=True,
             )
         if folder is not None:
             weights, state = load_checkpoint(folder)
