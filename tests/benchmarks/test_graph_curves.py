@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import their sibling _runs
-    module = importlib.import_module("graph")
-    yield module
-    sys.modules.pop("graph", None)
+def bench(load_benchmark):
+    return load_benchmark("graph")
 
 
 def _curve(run, evaluations, done, total, finished=False):

@@ -3,10 +3,8 @@ the recipe reported the unfiltered one (computed once from the best weights, the
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,15 +12,10 @@ from contrastkit.recipes import seqrec as recipe
 from contrastkit.train.config import load_config
 from tests.recipes.test_seqrec import _config, _write_dataset
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import their sibling _runs
-    module = importlib.import_module("seqrec")
-    yield module
-    sys.modules.pop("seqrec", None)
+def bench(load_benchmark):
+    return load_benchmark("seqrec")
 
 
 def test_records_carry_both_protocols_and_old_runs_get_them_from_the_best_weights(
