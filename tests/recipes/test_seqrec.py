@@ -645,3 +645,15 @@ def test_results_table_shows_both_protocols_the_objective_and_whole_epochs():
     assert line.endswith("| 0.2500 | 0.1250 | 3 | 12 |")
     ce = seqrec.metrics_table([{**row, "rec_loss": "ce", "epochs_trained": 2.5}])
     assert "| sasrec | " in ce and ce.endswith("| 3 | 2.5 |")
+
+
+def test_without_a_progress_bar_each_evaluation_prints_one_line(tmp_path, capsys):
+    """With ``echo`` (the CLI, the benchmarks) and no progress bar; silent with echo=False."""
+    path, attr = _write_dataset(tmp_path)
+    config = _config(path, attr, "sasrec", "train.epochs=2")
+    seqrec.run_seqrec_training(config, tmp_path / "quiet", echo=False)
+    assert capsys.readouterr().out == ""
+    seqrec.run_seqrec_training(config, tmp_path / "run")
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2  step ")
+    assert "valid_MRR " in lines[1] and "valid_NDCG@20 " in lines[1] and "best_epoch " in lines[1]

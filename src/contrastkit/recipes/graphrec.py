@@ -274,6 +274,8 @@ class GraphRecTask:
         self.tracker = BestWeights(self.run_dir)
         self._last_eval: tuple[int, dict[str, float]] | None = None
         self.description = f"{cfg.method} {cfg.dataset}"
+        split = evaluated_split(cfg)  # printed per evaluation without a progress bar
+        self.log_metrics = (f"{split}_Recall@20", f"{split}_NDCG@20", "best_epoch")
 
     # engine hooks ------------------------------------------------------------------------
     def num_train(self) -> int:

@@ -398,7 +398,7 @@ def run_image_training(
     output = Path(output)
     dataset = load_dataset(config)
     task = ImageContrastiveTask(config, dataset)
-    engine = Engine(config, output, task, resume=resume)
+    engine = Engine(config, output, task, resume=resume, echo=echo)
     with engine:  # holds the run folder's lock until the summary and plots are written
         return _train_and_report(config, output, dataset, task, engine, echo=echo)
 

@@ -38,7 +38,9 @@ def fit_and_summarize(
     and return ``header`` + the engine's scalar results + ``total_seconds`` since
     ``started`` (a ``time.perf_counter()`` value); rank 0 writes ``summary.json`` and
     ``results.md`` (``table([summary])``) and prints the table when ``echo``."""
-    with Engine(config, output, task, resume=resume) as engine:  # the lock until the summary
+    with Engine(
+        config, output, task, resume=resume, echo=echo
+    ) as engine:  # the lock until the summary
         result = engine.fit()
         summary = {
             **header,

@@ -395,6 +395,8 @@ class SeqRecTask:
         self.device = torch.device("cpu")
         self.tracker = BestWeights(self.run_dir)
         self.description = f"{cfg.method} {cfg.dataset}"
+        # printed per evaluation when train.progress is false (engine.evaluation_line)
+        self.log_metrics = (f"valid_{cfg.valid_metric}", "valid_NDCG@20", "best_epoch")
 
     # engine hooks ------------------------------------------------------------------------
     def num_train(self) -> int:

@@ -75,12 +75,40 @@ class Task(Protocol):
     # checkpoint (tensors, numbers, strings, dicts and lists: loaded with weights_only=True)
 
 
+def evaluation_line(record: dict[str, Any], last_epoch: int, task: object) -> str:
+    """One line for an evaluated epoch (printed when ``train.progress`` is false): epoch, step,
+    mean loss, the task's ``log_metrics`` (else the first four evaluated numbers) and the
+    elapsed seconds."""
+    base = ("epoch", "step", "loss", "lr", "seconds")
+    names = getattr(task, "log_metrics", None) or [k for k in record if k not in base][:4]
+    shown = [
+        f"{name} {record[name]:.4f}"
+        if isinstance(record[name], float)
+        else f"{name} {record[name]}"
+        for name in names
+        if name in record
+    ]
+    return (
+        f"epoch {record['epoch']}/{last_epoch}  step {record['step']}  "
+        f"loss {record['loss']:.4f}  " + "  ".join(shown) + f"  ({record['seconds']:.0f} s)"
+    )
+
+
 class Engine:
     """Trains a :class:`Task` into ``run_dir`` (``config.yaml``, ``metrics.jsonl``,
     ``checkpoints/``, ``tensorboard/``); :meth:`fit` returns the final metrics."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, task: Task, *, resume: bool = False):
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        task: Task,
+        *,
+        resume: bool = False,
+        echo: bool = True,
+    ):
         self.config = config
+        self.echo = echo  # without a progress bar (train.progress false): a line per evaluation
         self.run_dir = Path(run_dir)
         self.task = task
         self.resume = resume
@@ -349,6 +377,8 @@ class Engine:
                 if self.is_main:
                     with self.metrics_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
+                    if self.echo and not cfg.progress and len(record) > 5:
+                        print(evaluation_line(record, last_epoch, self.task), flush=True)
                 if self.is_main and (final or epoch % max(1, cfg.checkpoint_every) == 0):
                     self._save(epoch, step, optimizer, time.perf_counter() - started)
                 if world > 1:
