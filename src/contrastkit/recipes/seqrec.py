@@ -65,10 +65,10 @@ from contrastkit.eval.ranking import evaluate_in_chunks
 from contrastkit.losses.registry import positional_inputs
 from contrastkit.recipes.reporting import fit_and_summarize, load_run_task
 from contrastkit.train.best import BestWeights
-from contrastkit.train.config import RunConfig, SeqRecConfig
+from contrastkit.train.config import SEQREC_KS, RunConfig, SeqRecConfig
 from contrastkit.views.sequence import SequenceAugmenter, nearest_neighbours, substitute
 
-KS = (5, 10, 20)  # = the k of SEQREC_VALID_METRICS (config)
+KS = SEQREC_KS
 UNFILTERED = "unfiltered"  # metric-name infix of the protocol that ranks seen items too
 TIE_BREAK = 0.1  # weight of the co-occurrence part of SRA-CL's attribute item space
 DATASET_FILES = {

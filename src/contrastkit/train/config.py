@@ -173,8 +173,8 @@ class EvalConfig:
 
 
 SEQREC_METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
-# the validation metrics the seqrec recipe reports (HR / NDCG at k = 5, 10, 20, MRR)
-SEQREC_VALID_METRICS = ("MRR", *(f"{m}@{k}" for k in (5, 10, 20) for m in ("HR", "NDCG")))
+SEQREC_KS = (5, 10, 20)  # the HR@k / NDCG@k cut-offs the seqrec recipe reports
+SEQREC_VALID_METRICS = ("MRR", *(f"{m}@{k}" for k in SEQREC_KS for m in ("HR", "NDCG")))
 
 
 @dataclass

@@ -363,7 +363,8 @@ class Engine:
                     "seconds": round(time.perf_counter() - started, 3),
                 }
                 final = epoch == last_epoch
-                if final or (cfg.eval_every and epoch % cfg.eval_every == 0):
+                evaluated = bool(final or (cfg.eval_every and epoch % cfg.eval_every == 0))
+                if evaluated:
                     model.eval()
                     result = self.task.evaluate(epoch, final=final)
                     if not final and result.pop("stop", False):  # early stopping
@@ -377,7 +378,7 @@ class Engine:
                 if self.is_main:
                     with self.metrics_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
-                    if self.echo and not cfg.progress and len(record) > 5:
+                    if self.echo and not cfg.progress and evaluated:
                         print(evaluation_line(record, last_epoch, self.task), flush=True)
                 if self.is_main and (final or epoch % max(1, cfg.checkpoint_every) == 0):
                     self._save(epoch, step, optimizer, time.perf_counter() - started)
