@@ -82,6 +82,7 @@ IGNORED_KEYS = (
     "train.progress",
     "train.eval_every",
     "train.checkpoint_every",
+    "train.checkpoint_minutes",
     "train.keep_checkpoints",
 )
 

@@ -17,3 +17,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def die_inside_epoch(monkeypatch):
+    """``arm(epoch, epoch_steps)``: from then on the engine dies (KeyboardInterrupt) right after
+    it writes the mid-epoch checkpoint ``epoch_steps`` steps into epoch ``epoch`` (1-based);
+    ``disarm()`` restores it. Arm it with ``train.checkpoint_minutes`` tiny, so that every step
+    writes one."""
+    from contrastkit.train import engine as engine_module
+
+    original = engine_module.Engine._save
+
+    def arm(epoch: int, epoch_steps: int) -> None:
+        def save_then_die(self, done, step, optimizer, elapsed, partial=None):
+            original(self, done, step, optimizer, elapsed, partial)
+            if partial is not None and done + 1 == epoch and partial["epoch_steps"] == epoch_steps:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(engine_module.Engine, "_save", save_then_die)
+
+    def disarm() -> None:
+        monkeypatch.setattr(engine_module.Engine, "_save", original)
+
+    return arm, disarm

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from contrastkit import cli
 from contrastkit.eval.probes import linear_probe
@@ -176,6 +177,51 @@ def test_resume_continues_a_killed_run_exactly(tmp_path, data_dir, method):
     assert [r["loss"] for r in _records(run)] == [r["loss"] for r in _records(tmp_path / "full")]
     with pytest.raises(FileExistsError):  # a finished run is not overwritten without --resume
         graph_nodes.run_graph_node_training(config, run, echo=False)
+
+
+def test_one_step_epochs_checkpoint_by_the_minute_at_epoch_ends(tmp_path, data_dir, monkeypatch):
+    """An epoch is one full-graph step, so there is no step inside an epoch to checkpoint at;
+    with ``train.checkpoint_every`` above the epochs, ``train.checkpoint_minutes`` still
+    checkpoints the epoch ends. Killed right after epoch 2's checkpoint, resumed: the same run."""
+    from contrastkit.train import engine as engine_module
+
+    config = _config(data_dir, "grace_pot", "train.checkpoint_every=20")
+    full = graph_nodes.run_graph_node_training(config, tmp_path / "full", echo=False)
+    assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir() if p.is_dir()) == [
+        "epoch-00003"  # the last epoch only: the default 10 minutes never passed
+    ]
+    often = load_config(
+        CONFIGS / "cora_grace.yaml",
+        _overrides(
+            data_dir, "grace_pot", "train.checkpoint_every=20", "train.checkpoint_minutes=1e-9"
+        ),
+    )
+    original = engine_module.Engine._save
+    saved = []
+
+    def save_then_die(self, done, step, optimizer, elapsed, partial=None):
+        original(self, done, step, optimizer, elapsed, partial)
+        saved.append((done, partial))
+        if done == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_module.Engine, "_save", save_then_die)
+    run = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        graph_nodes.run_graph_node_training(often, run, echo=False)
+    assert saved == [(1, None), (2, None)]  # every epoch end, never inside an epoch
+    monkeypatch.setattr(engine_module.Engine, "_save", original)
+    resumed = graph_nodes.run_graph_node_training(often, run, resume=True, echo=False)
+    for key in ("val_acc", "test_acc", "best_val_acc", "test_acc_at_best_val", "best_epoch"):
+        assert resumed[key] == full[key], key
+    assert [(r["step"], r["loss"]) for r in _records(run)] == [
+        (r["step"], r["loss"]) for r in _records(tmp_path / "full")
+    ]
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00003" / "model.safetensors"))
+    b = load_file(str(run / "checkpoints" / "epoch-00003" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
 
 
 def test_the_cli_routes_the_graphnode_recipe(tmp_path, data_dir):

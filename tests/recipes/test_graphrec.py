@@ -198,6 +198,30 @@ def test_resume_continues_a_killed_run_exactly(tmp_path, method):
     assert [r["loss"] for r in _records(run)] == [r["loss"] for r in _records(tmp_path / "full")]
 
 
+def test_sgl_killed_inside_an_epoch_resumes_at_that_step_exactly(tmp_path, die_inside_epoch):
+    """A checkpoint after every step; killed two steps into epoch 2, resumed: the same run
+    (SGL's two views of epoch 2 are drawn again from the epoch generator)."""
+    data = _write_dataset(tmp_path / "data")
+    config = _config(data, "sgl", "train.epochs=3", "train.batch_size=32")
+    full = graphrec.run_graphrec_training(config, tmp_path / "full", echo=False)
+    often = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, checkpoint_minutes=1e-9)
+    )
+    arm, disarm = die_inside_epoch
+    arm(epoch=2, epoch_steps=2)
+    run = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        graphrec.run_graphrec_training(often, run, echo=False)
+    assert [r["epoch"] for r in _records(run)] == [1]
+    disarm()
+    resumed = graphrec.run_graphrec_training(often, run, resume=True, echo=False)
+    for key in ("test_Recall@20", "test_NDCG@20", "best_test_Recall@40", "best_epoch"):
+        assert resumed[key] == full[key], key
+    assert [(r["step"], r["loss"]) for r in _records(run)] == [
+        (r["step"], r["loss"]) for r in _records(tmp_path / "full")
+    ]
+
+
 def test_early_stopping_on_the_test_metric_and_resume_of_a_stopped_run(tmp_path):
     data = _write_dataset(tmp_path / "data")
     # lr so small nothing improves after the first evaluation: patience 1 stops at epoch 2

@@ -95,6 +95,27 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
 
+def test_moco_killed_inside_an_epoch_resumes_at_that_step_exactly(tmp_path, die_inside_epoch):
+    """A checkpoint after every step; killed two steps into epoch 2, resumed: the same weights
+    (the MoCo queue and momentum encoder are buffers of the checkpointed model)."""
+    overrides = [*TINY, "views.views=2", "loss.name=info_nce", "moco.enabled=true"]
+    overrides += ["moco.queue_size=128", "loss.temperature=0.2", "train.epochs=2"]
+    full = recipe.run_image_training(load_config(None, overrides), tmp_path / "full", echo=False)
+    often = load_config(None, [*overrides, "train.checkpoint_minutes=1e-9"])
+    arm, disarm = die_inside_epoch
+    arm(epoch=2, epoch_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.run_image_training(often, tmp_path / "killed", echo=False)
+    disarm()
+    resumed = recipe.run_image_training(often, tmp_path / "killed", resume=True, echo=False)
+    assert resumed["knn_acc"] == pytest.approx(full["knn_acc"], rel=1e-6, abs=1e-9)
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00002" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "checkpoints" / "epoch-00002" / "model.safetensors"))
+    assert a.keys() == b.keys() and any(k.startswith("queue.") for k in a)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
 def test_eval_command_reproduces_the_final_metrics(tmp_path, capsys):
     out = tmp_path / "run"
     summary = recipe.run_image_training(load_config(None, TINY), out, echo=False)

@@ -5,6 +5,7 @@ hand-checkable batch, the CLI route, the shipped configs and bad configs."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 import contrastkit.losses as L
 from contrastkit import cli
@@ -286,6 +288,42 @@ def test_resume_continues_a_killed_run_exactly(tmp_path, movielens_dir, fashion_
     assert [r["loss"] for r in _records(run)] == [r["loss"] for r in _records(tmp_path / "full")]
     with pytest.raises(FileExistsError):
         multimodal.run_multimodal_training(config, run, echo=False)
+
+
+@pytest.mark.parametrize("dataset", ["movielens", "fashion_mnist"])
+def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
+    tmp_path, movielens_dir, fashion_dir, dataset, die_inside_epoch
+):
+    """A checkpoint after every step (3 steps an epoch); killed two steps into epoch 2,
+    resumed: the same weights (learnt temperature included), losses and metrics (the intra-modal
+    views and the drawn descriptions come from the step seed)."""
+    if dataset == "movielens":  # 27 training movies: 3 batches of 8
+        extra = ("multimodal.intra_weight=0.5", "multimodal.learnable_temperature=true")
+        config, key = _movielens(movielens_dir, "clip", *extra, "train.batch_size=8"), "R@5"
+    else:  # 120 training images: 3 batches of 40
+        config, key = _fashion(fashion_dir, "cwcl", "train.epochs=3"), "zero_shot_acc"
+    full = multimodal.run_multimodal_training(config, tmp_path / "full", echo=False)
+    often = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, checkpoint_minutes=1e-9)
+    )
+    arm, disarm = die_inside_epoch
+    arm(epoch=2, epoch_steps=2)
+    run = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        multimodal.run_multimodal_training(often, run, echo=False)
+    assert [r["epoch"] for r in _records(run)] == [1]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "epoch-00001.step-000000005"
+    disarm()
+    resumed = multimodal.run_multimodal_training(often, run, resume=True, echo=False)
+    assert resumed[key] == full[key] and resumed["temperature"] == full["temperature"]
+    assert [(r["step"], r["loss"]) for r in _records(run)] == [
+        (r["step"], r["loss"]) for r in _records(tmp_path / "full")
+    ]
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00003" / "model.safetensors"))
+    b = load_file(str(run / "checkpoints" / "epoch-00003" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
 
 
 def test_the_cli_routes_the_multimodal_recipe(tmp_path, movielens_dir):

@@ -609,6 +609,7 @@ def test_the_cli_trains_a_seqrec_config_and_resumes(tmp_path, capsys):
     assert summary["epochs"] == 2 and 0.0 <= summary["test_HR@20"] <= 1.0
     assert cli.main(["train", "--resume", "--output", str(out)]) == 0  # finished: no retraining
     assert json.loads((out / "summary.json").read_text())["test_HR@20"] == summary["test_HR@20"]
+    assert "--resume: continuing from epoch-00002 (after epoch 2, step " in capsys.readouterr().err
 
 
 def test_eval_command_re_scores_a_run_under_both_protocols(tmp_path, capsys):
@@ -657,3 +658,53 @@ def test_without_a_progress_bar_each_evaluation_prints_one_line(tmp_path, capsys
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2  step ")
     assert "valid_MRR " in lines[1] and "valid_NDCG@20 " in lines[1] and "best_epoch " in lines[1]
+
+
+@pytest.mark.parametrize("method", ["mclrec", "sasrec_bce"])
+def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
+    tmp_path, method, die_inside_epoch, capsys
+):
+    """With a checkpoint after every step (``train.checkpoint_minutes`` tiny), kill the run two
+    steps into epoch 2 and resume: the same weights, metrics and epoch losses as an
+    uninterrupted run (MCLRec: the augmenters' optimizer; BCE: the step's negatives)."""
+    from safetensors.torch import load_file
+
+    path, attr = _write_dataset(tmp_path)
+    name, extra = (method, []) if method != "sasrec_bce" else ("sasrec", ["seqrec.rec_loss=bce"])
+    config = _config(path, attr, name, "train.epochs=3", "seqrec.patience=50", *extra)
+    full = seqrec.run_seqrec_training(config, tmp_path / "full", echo=False)
+    arm, disarm = die_inside_epoch
+    run = tmp_path / "part"
+    often = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, checkpoint_minutes=1e-9)
+    )
+    arm(epoch=2, epoch_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        seqrec.run_seqrec_training(often, run, echo=False)
+    epoch_one = json.loads((run / "metrics.jsonl").read_text())  # the one record written
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == [
+        "epoch-00001",
+        f"epoch-00001.step-{epoch_one['step'] + 2:09d}",  # only the newest mid-epoch one
+    ]
+    disarm()
+    capsys.readouterr()
+    resumed = seqrec.run_seqrec_training(often, run, resume=True, echo=True)
+    assert "(2 steps into epoch 2, step " in capsys.readouterr().err
+    for key in ("test_HR@20", "test_NDCG@20", "valid_MRR", "best_epoch"):
+        assert resumed[key] == full[key], key
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    expected = [
+        json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [(r["epoch"], r["step"], r["loss"]) for r in records] == [
+        (r["epoch"], r["step"], r["loss"]) for r in expected
+    ]
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00003" / "model.safetensors"))
+    b = load_file(str(run / "checkpoints" / "epoch-00003" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    # the epoch-end checkpoints removed the mid-epoch ones
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == [
+        "epoch-00002",
+        "epoch-00003",
+    ]

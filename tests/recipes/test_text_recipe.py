@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from contrastkit.cli import main as cli_main
 from contrastkit.encoders.text import TextEncoder
@@ -166,6 +167,41 @@ def test_resume_continues_a_killed_run_exactly(tmp_path, files):
     for key in ("start_test_spearman", "best_dev_spearman", "test_spearman", "best_epoch"):
         assert resumed[key] == full[key], key
     assert [r["loss"] for r in _records(run)] == [r["loss"] for r in _records(tmp_path / "full")]
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
+    tmp_path, files, epoch, die_inside_epoch
+):
+    """A checkpoint after every step (5 steps an epoch); killed two steps into ``epoch``,
+    resumed: the same weights, losses and scores (dropout masks from the step seed; killed in
+    epoch 1, the starting model's scores come from the checkpoint, not from the trained
+    model)."""
+    config = _config(files, "train.epochs=3")
+    full = text_recipe.run_text_training(config, tmp_path / "full", echo=False)
+    often = _config(files, "train.epochs=3", "train.checkpoint_minutes=1e-9")
+    arm, disarm = die_inside_epoch
+    arm(epoch=epoch, epoch_steps=2)
+    run = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        text_recipe.run_text_training(often, run, echo=False)
+    assert [r["epoch"] for r in _records(run)] == list(range(1, epoch))
+    assert (run / "checkpoints" / "latest").read_text().strip() == (
+        f"epoch-{epoch - 1:05d}.step-{5 * (epoch - 1) + 2:09d}"
+    )
+    disarm()
+    resumed = text_recipe.run_text_training(often, run, resume=True, echo=False)
+    for key in ("start_dev_spearman", "start_test_spearman", "best_dev_spearman", "test_spearman"):
+        assert resumed[key] == full[key], key
+    assert resumed["best_epoch"] == full["best_epoch"]
+    assert [(r["step"], r["loss"]) for r in _records(run)] == [
+        (r["step"], r["loss"]) for r in _records(tmp_path / "full")
+    ]
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00003" / "model.safetensors"))
+    b = load_file(str(run / "checkpoints" / "epoch-00003" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
 
 
 def test_the_cli_routes_the_text_recipe(tmp_path, files, capsys):

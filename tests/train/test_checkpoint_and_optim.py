@@ -21,6 +21,31 @@ def test_checkpoint_round_trip_and_pruning(tmp_path):
     assert loaded_state["epoch"] == 3 and loaded_state["nested"] == {"x": [1, 2.5]}
 
 
+def test_mid_epoch_checkpoints_sort_between_epochs_and_only_the_newest_stays(tmp_path):
+    def save(name):
+        save_checkpoint(tmp_path, name, weights={"w": torch.ones(1)}, state={}, keep=2)
+        return sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+
+    save("epoch-00001")
+    save("epoch-00002")
+    assert save("epoch-00002.step-000000250") == [
+        "epoch-00001",
+        "epoch-00002",
+        "epoch-00002.step-000000250",
+    ]
+    # a newer mid-epoch checkpoint replaces the older one; the epoch-end ones stay (keep=2)
+    assert save("epoch-00002.step-000001000") == [
+        "epoch-00001",
+        "epoch-00002",
+        "epoch-00002.step-000001000",
+    ]
+    assert latest_checkpoint(tmp_path).name == "epoch-00002.step-000001000"
+    (tmp_path / "latest").unlink()  # without the pointer: the newest by name, still this one
+    assert latest_checkpoint(tmp_path).name == "epoch-00002.step-000001000"
+    # the epoch's end removes it (and the oldest epoch-end checkpoint beyond keep)
+    assert save("epoch-00003") == ["epoch-00002", "epoch-00003"]
+
+
 def test_stale_temporaries_are_cleaned_and_latest_is_never_partial(tmp_path):
     (tmp_path / ".epoch-00009.abc").mkdir()  # left by a killed write
     save_checkpoint(tmp_path, "epoch-00001", weights={"w": torch.ones(1)}, state={}, keep=2)

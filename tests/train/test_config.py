@@ -89,3 +89,10 @@ def test_a_file_graph_dataset_error_says_how_to_clear_the_ml100k_keys():
         load_config(
             None, ["graphrec.dataset=file", "graphrec.path=/tmp", "graphrec.test_fraction=0.2"]
         )
+
+
+@pytest.mark.parametrize("value", ["-1", ".nan", ".inf"])
+def test_checkpoint_minutes_must_be_a_finite_non_negative_number(value):
+    with pytest.raises(ConfigError, match=r"train\.checkpoint_minutes"):
+        load_config(None, [f"train.checkpoint_minutes={value}"])
+    assert load_config(None, ["train.checkpoint_minutes=0"]).train.checkpoint_minutes == 0.0

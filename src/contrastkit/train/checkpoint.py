@@ -7,6 +7,11 @@ counters, elapsed time, the run config; plain containers and tensors only, read 
 step from the step number). The folder is written under a temporary name and renamed
 into place, and ``checkpoints/latest`` is replaced atomically afterwards, so a run killed at
 any moment leaves either the previous or the new checkpoint, never a half-written one.
+
+A checkpoint written inside an epoch (``train.checkpoint_minutes``) is named after the last
+finished epoch and the step, ``epoch-00005.step-000001234``, which sorts between
+``epoch-00005`` and ``epoch-00006``; only the newest one is kept, and an epoch-end
+checkpoint removes it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch import Tensor
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
 LATEST = "latest"
+MID_EPOCH = ".step-"  # in the name of a checkpoint written inside an epoch
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -87,10 +93,14 @@ def save_checkpoint(
 
 
 def _prune(checkpoint_dir: Path, *, keep: int, protect: str) -> None:
+    """Keep the newest ``keep`` epoch-end checkpoints and no mid-epoch one but ``protect``
+    (the one just written)."""
     folders = sorted(
         p for p in checkpoint_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
     )
-    for old in folders[: max(0, len(folders) - keep)]:
+    ends = [p for p in folders if MID_EPOCH not in p.name]
+    middles = [p for p in folders if MID_EPOCH in p.name]
+    for old in ends[: max(0, len(ends) - keep)] + middles:
         if old.name != protect:
             shutil.rmtree(old, ignore_errors=True)
     for stale in checkpoint_dir.glob(".*"):  # temporaries of a killed write

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -138,7 +139,11 @@ class TrainConfig:
     precision: str = "32-true"  # 32-true | bf16-mixed (losses compute in fp32 either way)
     eval_every: int = 25  # online kNN / linear probe every K epochs (0: only at the end)
     checkpoint_every: int = 1  # epochs between checkpoints
-    keep_checkpoints: int = 2
+    # also checkpoint once this many minutes of training passed since the last checkpoint:
+    # inside an epoch (a killed run then resumes at that step, exactly), or at an epoch end
+    # that checkpoint_every skips; 0: as checkpoint_every says only
+    checkpoint_minutes: float = 10.0
+    keep_checkpoints: int = 2  # epoch-end checkpoints kept (plus the newest mid-epoch one)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -154,7 +159,12 @@ class TrainConfig:
             "checkpoint_every",
             "keep_checkpoints",
         )
-        _at_least("train", self, 0, "eval_every")
+        _at_least("train", self, 0, "eval_every", "checkpoint_minutes")
+        if not math.isfinite(self.checkpoint_minutes):
+            raise ConfigError(
+                "config key train.checkpoint_minutes must be a finite number of minutes (0: "
+                f"checkpoints at epoch ends only); got {self.checkpoint_minutes}"
+            )
         _one_of("train", "precision", self.precision, PRECISIONS)
 
 

@@ -25,6 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from contrastkit.train.checkpoint import (
+    MID_EPOCH,
     atomic_write_text,
     latest_checkpoint,
     load_checkpoint,
@@ -40,6 +41,7 @@ RESUMABLE_CHANGES = (
     "train.progress",
     "train.eval_every",
     "train.checkpoint_every",
+    "train.checkpoint_minutes",
     "train.keep_checkpoints",
 )
 
@@ -174,6 +176,16 @@ class Engine:
                 )
             self.restored = (weights, state)
             self.start_epoch = int(state["epoch"])
+            if self.echo and _launching_rank() == 0:
+                partial = state.get("partial")
+                where = f"after epoch {self.start_epoch}"
+                if partial is not None:
+                    where = f"{partial['epoch_steps']} steps into epoch {self.start_epoch + 1}"
+                print(
+                    f"--resume: continuing from {folder.name} ({where}, step {state['step']})",
+                    file=sys.stderr,
+                    flush=True,
+                )
         try:
             self.fabric = Fabric(
                 accelerator=cfg.accelerator,
@@ -278,6 +290,7 @@ class Engine:
         warmup_steps = round(optim_cfg.warmup_epochs * steps_per_epoch)
 
         start_epoch, step, elapsed = 0, 0, 0.0
+        partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's place in its epoch
         if restored is not None:
             weights, state = restored
             self.task.model.load_state_dict(weights, strict=True)
@@ -285,6 +298,7 @@ class Engine:
             if hasattr(self.task, "load_extra_state") and "task" in state:
                 self.task.load_extra_state(state["task"])
             start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
+            partial = state.get("partial")
         self._prepare_run_dir(restored is not None, start_epoch)
 
         writer = (
@@ -308,16 +322,25 @@ class Engine:
             ),
             leave=False,
         )
+        every_seconds = 60.0 * cfg.checkpoint_minutes
+        last_save = time.perf_counter()
         try:
             for epoch in range(start_epoch + 1, last_epoch + 1):
                 model.train()
+                # the epoch's order (and a task's per-epoch draws) from the epoch number alone,
+                # so a run resumed inside the epoch sees the same order
                 generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
                 if hasattr(self.task, "epoch_order"):  # e.g. batches of similar lengths
                     order = self.task.epoch_order(generator, batch)
                 else:
                     order = torch.randperm(n, generator=generator)
-                losses = []
-                for k in range(min(steps_per_epoch, total_steps - step)):
+                losses: list[float] = []
+                first = 0
+                if partial is not None:  # resumed inside this epoch: skip the steps it took
+                    first, losses = int(partial["epoch_steps"]), list(partial["losses"])
+                    partial = None
+                epoch_steps = min(steps_per_epoch, total_steps - (step - first))
+                for k in range(first, epoch_steps):
                     # own augmentation / dropout draws per process and step
                     torch.manual_seed(cfg.seed * 1_000_003 + step + rank * 7_919_000_007)
                     if optim_cfg.schedule == "constant":
@@ -355,6 +378,11 @@ class Engine:
                     writer.add_scalar("train/lr", lr, step)
                     for key, value in logs.items():
                         writer.add_scalar(f"train/{key}", value, step)
+                    due = every_seconds > 0 and time.perf_counter() - last_save >= every_seconds
+                    if due and self.is_main and k + 1 < epoch_steps:
+                        place = {"epoch_steps": k + 1, "losses": list(losses)}
+                        self._save(epoch - 1, step, optimizer, time.perf_counter() - started, place)
+                        last_save = time.perf_counter()
                 record: dict[str, Any] = {
                     "epoch": epoch,
                     "step": step,
@@ -380,8 +408,12 @@ class Engine:
                         handle.write(json.dumps(record) + "\n")
                     if self.echo and not cfg.progress and evaluated:
                         print(evaluation_line(record, last_epoch, self.task), flush=True)
-                if self.is_main and (final or epoch % max(1, cfg.checkpoint_every) == 0):
+                # an epoch end that checkpoint_every skips is still saved once the time is due
+                # (epochs of one step never reach the mid-epoch save above)
+                due = every_seconds > 0 and time.perf_counter() - last_save >= every_seconds
+                if self.is_main and (final or epoch % max(1, cfg.checkpoint_every) == 0 or due):
                     self._save(epoch, step, optimizer, time.perf_counter() - started)
+                    last_save = time.perf_counter()
                 if world > 1:
                     fabric.barrier()
                 if final:  # the last epoch, or an early stop
@@ -401,20 +433,33 @@ class Engine:
         return json.loads(lines[-1]) if lines else {}
 
     def _save(
-        self, epoch: int, step: int, optimizer: torch.optim.Optimizer, elapsed: float
+        self,
+        epoch: int,
+        step: int,
+        optimizer: torch.optim.Optimizer,
+        elapsed: float,
+        partial: dict[str, Any] | None = None,
     ) -> None:
-        state = {
+        """Checkpoint after ``epoch`` finished epochs and ``step`` steps; ``partial``
+        (``{"epoch_steps": k, "losses": [...]}``): written ``k`` steps into epoch ``epoch + 1``,
+        with that epoch's losses so far (its record's mean loss is then exact on resume)."""
+        state: dict[str, Any] = {
             "epoch": epoch,
             "step": step,
             "elapsed": elapsed,
             "optimizer": optimizer.state_dict(),
             "config": self.config.to_dict(),
         }
+        if partial is not None:
+            state["partial"] = partial
         if hasattr(self.task, "extra_state"):  # e.g. early-stopping counters, a 2nd optimizer
             state["task"] = self.task.extra_state()
+        name = f"epoch-{epoch:05d}"
+        if partial is not None:
+            name += f"{MID_EPOCH}{step:09d}"
         save_checkpoint(
             self.checkpoint_dir,
-            f"epoch-{epoch:05d}",
+            name,
             weights=self.task.model.state_dict(),
             state=state,
             keep=self.config.train.keep_checkpoints,
