@@ -8,13 +8,17 @@
     python benchmarks/seqrec.py --methods sasrec --set train.progress=false
     python benchmarks/seqrec.py --timing 30 --datasets beauty toys lastfm ml100k   # s / epoch
     python benchmarks/seqrec.py --methods sasrec_bce   # configs/seqrec/beauty_sasrec_bce.yaml
+    python benchmarks/seqrec.py --paired --datasets beauty   # differences vs test-set noise
 
 Each run trains into ``runs/seqrec/<dataset>_<method>`` and resumes there when the folder
 holds a checkpoint (a killed benchmark continues where it stopped). Writes
 ``benchmarks/results/seqrec.json`` (one record per run: dataset, method, split, metrics, epochs,
 seconds, seconds per epoch, device, command; a run not trained by this invocation keeps its
 earlier command), ``benchmarks/results/seqrec.md``, and ``seqrec_curves_<dataset>.png``
-(validation NDCG@20 against epochs of every run folder, finished or not).
+(validation NDCG@20 against epochs of every run folder, finished or not). ``--paired`` instead
+compares every two runs of a dataset on the same test users (best-valid weights, every item
+ranked): the differences in HR@20 / NDCG@20 with 95 % paired-bootstrap intervals
+(``benchmarks/results/seqrec_paired.json`` and ``.md``).
 """
 
 from __future__ import annotations
@@ -303,6 +307,106 @@ def collect_unfinished(command: str) -> list[dict]:
     return records
 
 
+PAIRED_METRICS = ("HR@20", "NDCG@20")
+
+
+def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) -> list[dict]:
+    """For each dataset, every two run folders (finished or running) compared on the same test
+    users: per-user HR@20 / NDCG@20 of their best-valid weights with every item ranked (the
+    published protocol), and :func:`contrastkit.eval.paired_bootstrap` of the difference
+    (``samples`` resamples, 95 %). Rows follow the published order of the methods, then the
+    variants; each pair appears once (the later method minus the earlier one)."""
+    from contrastkit.eval import paired_bootstrap
+    from contrastkit.recipes.reporting import load_run_task
+    from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
+    from contrastkit.train.config import load_config
+
+    def build(config, run_dir):
+        return SeqRecTask(config, load_sequences(config.seqrec), run_dir)
+
+    rank = {label: k for k, label in enumerate(METHODS + tuple(VARIANTS))}
+    records = []
+    for dataset in datasets:
+        runs = []
+        for best in sorted(RUNS.glob(f"{dataset}_*/best.safetensors")):
+            config = load_config(best.parent / "config.yaml")
+            label = run_label(config.seqrec)
+            if config.seqrec.dataset != dataset or best.parent.name != f"{dataset}_{label}":
+                continue  # validation or other runs that share the prefix
+            task, _ = load_run_task(best.parent, "seqrec", build, "best")
+            per_user = task.per_user_metrics("test", exclude_history=False)
+            epochs = read_metrics(best.parent / "metrics.jsonl")
+            runs.append(
+                {
+                    "label": label,
+                    "run": best.parent.name,
+                    "finished": (best.parent / "summary.json").is_file(),
+                    "best_epoch": epochs[-1].get("best_epoch") if epochs else None,
+                    "values": {m: per_user[m] for m in PAIRED_METRICS},
+                }
+            )
+            print(f"scored {best.parent.name}", flush=True)
+        runs.sort(key=lambda r: rank.get(r["label"], len(rank)))
+        for i, first in enumerate(runs):
+            for second in runs[i + 1 :]:
+                record = {
+                    "dataset": dataset,
+                    "a": second["label"],
+                    "b": first["label"],
+                    "runs": [second["run"], first["run"]],
+                    "finished": [second["finished"], first["finished"]],
+                    "best_epochs": [second["best_epoch"], first["best_epoch"]],
+                    "users": int(first["values"]["HR@20"].numel()),
+                    "protocol": "test, every item ranked, best-valid weights",
+                    "command": command,
+                }
+                for metric in PAIRED_METRICS:
+                    result = paired_bootstrap(
+                        second["values"][metric], first["values"][metric], samples=samples
+                    )
+                    record[metric] = {
+                        "a": result.mean_a,
+                        "b": result.mean_b,
+                        "difference": result.difference,
+                        "interval": [result.low, result.high],
+                        "relative": result.relative,
+                        "relative_interval": [result.relative_low, result.relative_high],
+                        "resolved": result.significant,
+                        "confidence": result.confidence,
+                        "samples": result.samples,
+                    }
+                records.append(record)
+    return records
+
+
+def paired_table(records: list[dict]) -> str:
+    """Markdown: one row per pair, ``a - b`` in HR@20 and NDCG@20 (relative to ``b``) with the
+    95 % paired-bootstrap interval; "yes" where the interval excludes 0."""
+    lines = [
+        "| dataset | a − b | HR@20 a / b | Δ HR@20 (95 % interval) | relative | resolved "
+        "| NDCG@20 a / b | Δ NDCG@20 (95 % interval) | relative | resolved |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        names = [
+            f"{label}{'' if done else ' (running)'}"
+            for label, done in zip((r["a"], r["b"]), r["finished"], strict=True)
+        ]
+        cells = []
+        for metric in PAIRED_METRICS:
+            m = r[metric]
+            low, high = m["interval"]
+            rel_low, rel_high = m["relative_interval"]
+            cells += [
+                f"{m['a']:.4f} / {m['b']:.4f}",
+                f"{m['difference']:+.4f} ({low:+.4f}, {high:+.4f})",
+                f"{100 * m['relative']:+.1f} % ({100 * rel_low:+.1f}, {100 * rel_high:+.1f})",
+                "yes" if m["resolved"] else "no",
+            ]
+        lines.append(f"| {r['dataset']} | {names[0]} − {names[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(records: list[dict]) -> str:
     """Markdown: test HR@20 / NDCG@20 with each user's history excluded ("filtered") and with
     every item ranked ("all items", the protocol of the published numbers)."""
@@ -342,6 +446,12 @@ def main() -> int:
         "--timing", type=int, metavar="STEPS", help="instead: time STEPS training steps per method"
     )
     parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="instead: compare every two runs of each dataset on the same test users "
+        "(paired bootstrap of the HR@20 / NDCG@20 differences)",
+    )
+    parser.add_argument(
         "--device", default="cpu", help="with --timing: cpu (default) or cuda (a GPU's timings)"
     )
     add_set_argument(parser)
@@ -355,6 +465,13 @@ def main() -> int:
     ]
     if missing:  # before anything trains
         parser.error("no config " + ", ".join(missing))
+    if args.paired:
+        records = paired_comparison(args.datasets, command)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "seqrec_paired.json").write_text(json.dumps(records, indent=2) + "\n")
+        (RESULTS / "seqrec_paired.md").write_text(paired_table(records) + "\n")
+        print(paired_table(records))
+        return 0
     if args.timing:
         records = time_epochs(
             args.datasets, args.methods, args.timing, command, args.set, args.device

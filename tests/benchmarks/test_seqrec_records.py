@@ -106,3 +106,33 @@ def test_a_missing_variant_config_stops_before_anything_trains(bench, monkeypatc
         bench.main()
     err = capsys.readouterr().err
     assert "no config" in err and "toys_sasrec_bce.yaml" in err
+
+
+def test_paired_comparison_of_two_tiny_runs(tmp_path, bench, monkeypatch):
+    """Two runs of one dataset: one pair row (the later method minus the earlier), whose means
+    are the runs' own unfiltered test metrics and whose interval holds the difference; a
+    folder whose settings do not match its name (a copy named like a variant) is left out."""
+    import shutil
+
+    path, attr = _write_dataset(tmp_path)
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(bench, "RUNS", runs)
+    summaries = {}
+    for method in ("sasrec", "cl4srec"):
+        config = _config(path, attr, method, "train.epochs=2")
+        summaries[method] = recipe.run_seqrec_training(config, runs / f"file_{method}", echo=False)
+    (runs / "file_cl4srec" / "summary.json").unlink()  # as if still running: compared too
+    records = bench.paired_comparison(["file"], "python benchmarks/seqrec.py --paired", 500)
+    assert len(records) == 1
+    (r,) = records
+    assert (r["a"], r["b"]) == ("cl4srec", "sasrec") and r["finished"] == [False, True]
+    for metric in ("HR@20", "NDCG@20"):
+        m = r[metric]
+        assert m["a"] == pytest.approx(summaries["cl4srec"][f"test_unfiltered_{metric}"])
+        assert m["b"] == pytest.approx(summaries["sasrec"][f"test_unfiltered_{metric}"])
+        assert m["interval"][0] <= m["difference"] <= m["interval"][1]
+    table = bench.paired_table(records)
+    assert "| file | cl4srec (running) − sasrec | " in table
+
+    shutil.copytree(runs / "file_sasrec", runs / "file_sasrec_bce")  # same weights, ce: skipped
+    assert len(bench.paired_comparison(["file"], "c", 100)) == 1

@@ -12,6 +12,8 @@ Ranking (``ranking.py``):
 NDCG@k as in LightGCN) and :func:`recall_ndcg_in_chunks`. Retrieval (``retrieval.py``):
 :func:`cross_modal_recall` (Recall@k of cross-modal retrieval, pessimistic ties),
 :func:`retrieval_ranks`, :func:`zero_shot_accuracy` and :func:`zero_shot_predict`.
+Significance (``significance.py``): :func:`paired_bootstrap` (is the difference of two models
+on the same test users larger than the test set's sampling noise?).
 """
 
 from contrastkit.eval.diagnostics import (
@@ -38,8 +40,10 @@ from contrastkit.eval.retrieval import (
     zero_shot_accuracy,
     zero_shot_predict,
 )
+from contrastkit.eval.significance import PairedDifference, paired_bootstrap
 
 __all__ = [
+    "PairedDifference",
     "ProbeResult",
     "ScoreHistory",
     "alignment_metric",
@@ -50,6 +54,7 @@ __all__ = [
     "knn_classify",
     "linear_probe",
     "metric_names",
+    "paired_bootstrap",
     "plot_metric_curves",
     "plot_overlaid_curves",
     "recall_ndcg_at_k",

@@ -621,11 +621,24 @@ class SeqRecTask:
         "filtered" protocol). ``False``: every item is ranked, seen or not, as in the RecBole
         code behind the MCLRec, DuoRec and SRA-CL tables; keys ``"{split}_unfiltered_HR@10"``.
         """
+        prefix = split if exclude_history else f"{split}_{UNFILTERED}"
+        metrics = self._ranked(split, exclude_history, per_user=False)
+        return {f"{prefix}_{key}": float(value) for key, value in metrics.items()}
+
+    @torch.no_grad()
+    def per_user_metrics(self, split: str, *, exclude_history: bool = True) -> dict[str, Tensor]:
+        """As :meth:`ranking_metrics`, per user: ``float64 [users]`` tensors keyed ``"HR@20"``
+        etc. (no split prefix), in the split's user order (for paired comparisons of models,
+        :func:`contrastkit.eval.paired_bootstrap`)."""
+        return self._ranked(split, exclude_history, per_user=True)
+
+    def _ranked(self, split: str, exclude_history: bool, *, per_user: bool) -> dict[str, Any]:
+        if split not in ("valid", "test"):
+            raise ValueError(f"split must be 'valid' or 'test'; got {split!r}")
         inputs_list = self.split.valid_inputs if split == "valid" else self.split.test_inputs
         targets = self.split.valid_targets if split == "valid" else self.split.test_targets
         inputs = pad_left(inputs_list, self.cfg.max_len)
         exclude = history_mask(inputs_list, self.num_items) if exclude_history else None
-        prefix = split if exclude_history else f"{split}_{UNFILTERED}"
         was_training = self.model.training
         self.model.eval()
 
@@ -636,12 +649,17 @@ class SeqRecTask:
 
         try:
             # ties count against the target: a collapsed model (equal scores) scores 0, not 1
-            metrics = evaluate_in_chunks(
-                scores, targets, exclude, KS, chunk_size=self.cfg.eval_batch, ties="pessimistic"
+            return evaluate_in_chunks(
+                scores,
+                targets,
+                exclude,
+                KS,
+                chunk_size=self.cfg.eval_batch,
+                ties="pessimistic",
+                per_user=per_user,
             )
         finally:
             self.model.train(was_training)
-        return {f"{prefix}_{key}": float(value) for key, value in metrics.items()}
 
     def evaluate(self, epoch: int, *, final: bool) -> dict[str, Any]:
         valid = self.ranking_metrics("valid")
