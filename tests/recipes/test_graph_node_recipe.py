@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from contrastkit import cli
 from contrastkit.eval.probes import linear_probe
 from contrastkit.recipes import graph_nodes
 from contrastkit.train.config import ConfigError, config_difference, load_config
+from tests.checkpoints import assert_same_weights
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "graph"
 METHODS = {
@@ -217,11 +217,7 @@ def test_one_step_epochs_checkpoint_by_the_minute_at_epoch_ends(tmp_path, data_d
     assert [(r["step"], r["loss"]) for r in _records(run)] == [
         (r["step"], r["loss"]) for r in _records(tmp_path / "full")
     ]
-    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00003" / "model.safetensors"))
-    b = load_file(str(run / "checkpoints" / "epoch-00003" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "full", run, "epoch-00003")
 
 
 def test_the_cli_routes_the_graphnode_recipe(tmp_path, data_dir):

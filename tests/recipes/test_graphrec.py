@@ -20,6 +20,7 @@ from contrastkit import losses as loss_lib
 from contrastkit.data.graphs import load_lightgcn_dataset
 from contrastkit.recipes import graphrec
 from contrastkit.train.config import ConfigError, load_config
+from tests.checkpoints import kill_inside_epoch
 
 METHODS = ("lightgcn", "sgl", "simgcl", "lightgcl")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "graph"
@@ -204,16 +205,9 @@ def test_sgl_killed_inside_an_epoch_resumes_at_that_step_exactly(tmp_path, die_i
     data = _write_dataset(tmp_path / "data")
     config = _config(data, "sgl", "train.epochs=3", "train.batch_size=32")
     full = graphrec.run_graphrec_training(config, tmp_path / "full", echo=False)
-    often = dataclasses.replace(
-        config, train=dataclasses.replace(config.train, checkpoint_minutes=1e-9)
-    )
-    arm, disarm = die_inside_epoch
-    arm(epoch=2, epoch_steps=2)
     run = tmp_path / "part"
-    with pytest.raises(KeyboardInterrupt):
-        graphrec.run_graphrec_training(often, run, echo=False)
+    often = kill_inside_epoch(graphrec.run_graphrec_training, config, run, die_inside_epoch)
     assert [r["epoch"] for r in _records(run)] == [1]
-    disarm()
     resumed = graphrec.run_graphrec_training(often, run, resume=True, echo=False)
     for key in ("test_Recall@20", "test_NDCG@20", "best_test_Recall@40", "best_epoch"):
         assert resumed[key] == full[key], key

@@ -13,6 +13,7 @@ from contrastkit.cli import main
 from contrastkit.recipes import images as recipe
 from contrastkit.train import engine as engine_module
 from contrastkit.train.config import load_config
+from tests.checkpoints import assert_same_weights
 
 TINY = [
     "data.train_limit=256",
@@ -86,11 +87,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
     resumed = recipe.run_image_training(config, tmp_path / "killed", resume=True, echo=False)
     for key in ("linear_acc", "knn_acc", "effective_rank", "alignment", "uniformity"):
         assert resumed[key] == pytest.approx(full[key], rel=1e-6, abs=1e-9), key
-    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00004" / "model.safetensors"))
-    b = load_file(str(tmp_path / "killed" / "checkpoints" / "epoch-00004" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "full", tmp_path / "killed", "epoch-00004")
     lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
@@ -109,11 +106,8 @@ def test_moco_killed_inside_an_epoch_resumes_at_that_step_exactly(tmp_path, die_
     disarm()
     resumed = recipe.run_image_training(often, tmp_path / "killed", resume=True, echo=False)
     assert resumed["knn_acc"] == pytest.approx(full["knn_acc"], rel=1e-6, abs=1e-9)
-    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00002" / "model.safetensors"))
-    b = load_file(str(tmp_path / "killed" / "checkpoints" / "epoch-00002" / "model.safetensors"))
-    assert a.keys() == b.keys() and any(k.startswith("queue.") for k in a)
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    weights = assert_same_weights(tmp_path / "full", tmp_path / "killed", "epoch-00002")
+    assert any(k.startswith("queue.") for k in weights)
 
 
 def test_eval_command_reproduces_the_final_metrics(tmp_path, capsys):

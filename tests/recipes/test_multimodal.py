@@ -5,7 +5,6 @@ hand-checkable batch, the CLI route, the shipped configs and bad configs."""
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import math
@@ -17,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 import contrastkit.losses as L
 from contrastkit import cli
 from contrastkit.eval.retrieval import random_ranking_recall
 from contrastkit.recipes import multimodal
 from contrastkit.train.config import ConfigError, config_difference, load_config
+from tests.checkpoints import assert_same_weights, kill_inside_epoch
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
@@ -303,27 +302,16 @@ def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
     else:  # 120 training images: 3 batches of 40
         config, key = _fashion(fashion_dir, "cwcl", "train.epochs=3"), "zero_shot_acc"
     full = multimodal.run_multimodal_training(config, tmp_path / "full", echo=False)
-    often = dataclasses.replace(
-        config, train=dataclasses.replace(config.train, checkpoint_minutes=1e-9)
-    )
-    arm, disarm = die_inside_epoch
-    arm(epoch=2, epoch_steps=2)
     run = tmp_path / "part"
-    with pytest.raises(KeyboardInterrupt):
-        multimodal.run_multimodal_training(often, run, echo=False)
+    often = kill_inside_epoch(multimodal.run_multimodal_training, config, run, die_inside_epoch)
     assert [r["epoch"] for r in _records(run)] == [1]
     assert (run / "checkpoints" / "latest").read_text().strip() == "epoch-00001.step-000000005"
-    disarm()
     resumed = multimodal.run_multimodal_training(often, run, resume=True, echo=False)
     assert resumed[key] == full[key] and resumed["temperature"] == full["temperature"]
     assert [(r["step"], r["loss"]) for r in _records(run)] == [
         (r["step"], r["loss"]) for r in _records(tmp_path / "full")
     ]
-    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00003" / "model.safetensors"))
-    b = load_file(str(run / "checkpoints" / "epoch-00003" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "full", run, "epoch-00003")
 
 
 def test_the_cli_routes_the_multimodal_recipe(tmp_path, movielens_dir):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from contrastkit import losses as loss_lib
 from contrastkit.recipes import seqrec
 from contrastkit.train.config import ConfigError, load_config
+from tests.checkpoints import assert_same_weights, kill_inside_epoch
 
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
 
@@ -667,26 +668,17 @@ def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
     """With a checkpoint after every step (``train.checkpoint_minutes`` tiny), kill the run two
     steps into epoch 2 and resume: the same weights, metrics and epoch losses as an
     uninterrupted run (MCLRec: the augmenters' optimizer; BCE: the step's negatives)."""
-    from safetensors.torch import load_file
-
     path, attr = _write_dataset(tmp_path)
     name, extra = (method, []) if method != "sasrec_bce" else ("sasrec", ["seqrec.rec_loss=bce"])
     config = _config(path, attr, name, "train.epochs=3", "seqrec.patience=50", *extra)
     full = seqrec.run_seqrec_training(config, tmp_path / "full", echo=False)
-    arm, disarm = die_inside_epoch
     run = tmp_path / "part"
-    often = dataclasses.replace(
-        config, train=dataclasses.replace(config.train, checkpoint_minutes=1e-9)
-    )
-    arm(epoch=2, epoch_steps=2)
-    with pytest.raises(KeyboardInterrupt):
-        seqrec.run_seqrec_training(often, run, echo=False)
+    often = kill_inside_epoch(seqrec.run_seqrec_training, config, run, die_inside_epoch)
     epoch_one = json.loads((run / "metrics.jsonl").read_text())  # the one record written
     assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == [
         "epoch-00001",
         f"epoch-00001.step-{epoch_one['step'] + 2:09d}",  # only the newest mid-epoch one
     ]
-    disarm()
     capsys.readouterr()
     resumed = seqrec.run_seqrec_training(often, run, resume=True, echo=True)
     assert "(2 steps into epoch 2, step " in capsys.readouterr().err
@@ -699,10 +691,7 @@ def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
     assert [(r["epoch"], r["step"], r["loss"]) for r in records] == [
         (r["epoch"], r["step"], r["loss"]) for r in expected
     ]
-    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00003" / "model.safetensors"))
-    b = load_file(str(run / "checkpoints" / "epoch-00003" / "model.safetensors"))
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "full", run, "epoch-00003")
     # the epoch-end checkpoints removed the mid-epoch ones
     assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == [
         "epoch-00002",

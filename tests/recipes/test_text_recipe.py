@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from contrastkit.cli import main as cli_main
 from contrastkit.encoders.text import TextEncoder
 from contrastkit.recipes import text as text_recipe
 from contrastkit.train.config import ConfigError, load_config
+from tests.checkpoints import assert_same_weights
 from tests.text_models import WORDS, tiny_bert_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -197,11 +197,7 @@ def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
     assert [(r["step"], r["loss"]) for r in _records(run)] == [
         (r["step"], r["loss"]) for r in _records(tmp_path / "full")
     ]
-    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch-00003" / "model.safetensors"))
-    b = load_file(str(run / "checkpoints" / "epoch-00003" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "full", run, "epoch-00003")
 
 
 def test_the_cli_routes_the_text_recipe(tmp_path, files, capsys):
