@@ -310,6 +310,27 @@ def collect_unfinished(command: str) -> list[dict]:
 PAIRED_METRICS = ("HR@20", "NDCG@20")
 
 
+def _best_epoch(run_dir: Path) -> int | None:
+    """The epoch of the run's ``best.safetensors`` (its ``best.json``, written with it)."""
+    try:
+        return json.loads((run_dir / "best.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        epochs = read_metrics(run_dir / "metrics.jsonl")
+        return epochs[-1].get("best_epoch") if epochs else None
+
+
+def _test_users(split) -> str:
+    """A fingerprint of a split's test users (inputs and targets, in order): two runs are
+    compared only on the same ones."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for inputs in split.test_inputs:
+        digest.update(len(inputs).to_bytes(8, "little") + inputs.astype("<i8").tobytes())
+    digest.update(split.test_targets.numpy().astype("<i8").tobytes())
+    return digest.hexdigest()
+
+
 def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) -> list[dict]:
     """For each dataset, every two run folders (finished or running) compared on the same test
     users: per-user HR@20 / NDCG@20 of their best-valid weights with every item ranked (the
@@ -329,19 +350,26 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
     for dataset in datasets:
         runs = []
         for best in sorted(RUNS.glob(f"{dataset}_*/best.safetensors")):
+            if not (best.parent / "config.yaml").is_file():
+                continue  # not a run folder (e.g. a copy of the weights)
             config = load_config(best.parent / "config.yaml")
+            if config.recipe != "seqrec":
+                continue
             label = run_label(config.seqrec)
             if config.seqrec.dataset != dataset or best.parent.name != f"{dataset}_{label}":
                 continue  # validation or other runs that share the prefix
+            # before the weights are read: a running job may save newer best weights meanwhile
+            finished = (best.parent / "summary.json").is_file()
+            best_epoch = _best_epoch(best.parent)
             task, _ = load_run_task(best.parent, "seqrec", build, "best")
             per_user = task.per_user_metrics("test", exclude_history=False)
-            epochs = read_metrics(best.parent / "metrics.jsonl")
             runs.append(
                 {
                     "label": label,
                     "run": best.parent.name,
-                    "finished": (best.parent / "summary.json").is_file(),
-                    "best_epoch": epochs[-1].get("best_epoch") if epochs else None,
+                    "finished": finished,
+                    "best_epoch": best_epoch,
+                    "test_users": _test_users(task.split),
                     "values": {m: per_user[m] for m in PAIRED_METRICS},
                 }
             )
@@ -349,6 +377,9 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
         runs.sort(key=lambda r: rank.get(r["label"], len(rank)))
         for i, first in enumerate(runs):
             for second in runs[i + 1 :]:
+                if second["test_users"] != first["test_users"]:  # e.g. another k_core
+                    print(f"skipped {second['run']} vs {first['run']}: different test users")
+                    continue
                 record = {
                     "dataset": dataset,
                     "a": second["label"],
@@ -383,8 +414,8 @@ def paired_table(records: list[dict]) -> str:
     """Markdown: one row per pair, ``a - b`` in HR@20 and NDCG@20 (relative to ``b``) with the
     95 % paired-bootstrap interval; "yes" where the interval excludes 0."""
     lines = [
-        "| dataset | a − b | HR@20 a / b | Δ HR@20 (95 % interval) | relative | resolved "
-        "| NDCG@20 a / b | Δ NDCG@20 (95 % interval) | relative | resolved |",
+        "| dataset | a − b | HR@20 a / b | Δ HR@20 (95 % interval) | relative to b | resolved "
+        "| NDCG@20 a / b | Δ NDCG@20 (95 % interval) | relative to b | resolved |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
@@ -404,6 +435,12 @@ def paired_table(records: list[dict]) -> str:
                 "yes" if m["resolved"] else "no",
             ]
         lines.append(f"| {r['dataset']} | {names[0]} − {names[1]} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Test split, every item ranked, best-valid weights (of running runs: the best so far), one "
+        "training seed per method. The intervals are the test set's sampling noise only (not the "
+        "spread between training seeds), 95 % each, not corrected for the number of pairs.",
+    ]
     return "\n".join(lines)
 
 

@@ -111,7 +111,8 @@ def test_a_missing_variant_config_stops_before_anything_trains(bench, monkeypatc
 def test_paired_comparison_of_two_tiny_runs(tmp_path, bench, monkeypatch):
     """Two runs of one dataset: one pair row (the later method minus the earlier), whose means
     are the runs' own unfiltered test metrics and whose interval holds the difference; a
-    folder whose settings do not match its name (a copy named like a variant) is left out."""
+    folder whose settings do not match its name (a copy named like a variant), one without a
+    config.yaml, and a run on other test users (as many of them) are left out."""
     import shutil
 
     path, attr = _write_dataset(tmp_path)
@@ -134,5 +135,16 @@ def test_paired_comparison_of_two_tiny_runs(tmp_path, bench, monkeypatch):
     table = bench.paired_table(records)
     assert "| file | cl4srec (running) − sasrec | " in table
 
+    assert r["best_epochs"] == [
+        summaries["cl4srec"]["best_epoch"],
+        summaries["sasrec"]["best_epoch"],
+    ]
+
     shutil.copytree(runs / "file_sasrec", runs / "file_sasrec_bce")  # same weights, ce: skipped
+    (runs / "file_copy").mkdir()  # weights without a config.yaml: not a run, skipped
+    shutil.copy(runs / "file_sasrec" / "best.safetensors", runs / "file_copy")
+    (tmp_path / "other").mkdir()
+    other, _ = _write_dataset(tmp_path / "other", seed=1)  # other test users: not compared
+    config = _config(other, attr, "duorec", "train.epochs=1")
+    recipe.run_seqrec_training(config, runs / "file_duorec", echo=False)
     assert len(bench.paired_comparison(["file"], "c", 100)) == 1

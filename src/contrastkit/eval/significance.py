@@ -22,7 +22,7 @@ class PairedDifference:
     """``mean_a - mean_b`` over the users, with a ``confidence`` percentile interval
     ``[low, high]`` from ``samples`` bootstrap resamples of the users; ``relative`` is
     ``difference / mean_b`` with its interval ``[relative_low, relative_high]`` (NaN when
-    ``mean_b`` is 0)."""
+    ``mean_b`` is 0; the interval also when a resample's mean of ``b`` is 0)."""
 
     mean_a: float
     mean_b: float
