@@ -77,16 +77,6 @@ def run_dir(dataset: str, method: str, seed: int) -> Path:
     return RUNS / f"{dataset}_{method}_s{seed}"
 
 
-# keys that do not change what a run computes (as the engine's resume check)
-IGNORED_KEYS = (
-    "train.progress",
-    "train.eval_every",
-    "train.checkpoint_every",
-    "train.checkpoint_minutes",
-    "train.keep_checkpoints",
-)
-
-
 def build_config(dataset: str, method: str, seed: int):
     from contrastkit.train.config import load_config
 
@@ -99,12 +89,13 @@ def stale_keys(dataset: str, method: str, seed: int) -> list[str]:
     """Keys in which a run folder's ``config.yaml`` differs from the config built now
     (``[]``: the same, or no folder / no config.yaml yet)."""
     from contrastkit.train.config import config_difference, load_config
+    from contrastkit.train.engine import RESUMABLE_CHANGES  # what does not change a run
 
     saved = run_dir(dataset, method, seed) / "config.yaml"
     if not saved.is_file():
         return []
     return config_difference(
-        load_config(saved), build_config(dataset, method, seed), ignore=IGNORED_KEYS
+        load_config(saved), build_config(dataset, method, seed), ignore=RESUMABLE_CHANGES
     )
 
 

@@ -324,6 +324,10 @@ class Engine:
         )
         every_seconds = 60.0 * cfg.checkpoint_minutes
         last_save = time.perf_counter()
+
+        def checkpoint_due() -> bool:  # train.checkpoint_minutes since the last checkpoint
+            return every_seconds > 0 and time.perf_counter() - last_save >= every_seconds
+
         try:
             for epoch in range(start_epoch + 1, last_epoch + 1):
                 model.train()
@@ -378,8 +382,7 @@ class Engine:
                     writer.add_scalar("train/lr", lr, step)
                     for key, value in logs.items():
                         writer.add_scalar(f"train/{key}", value, step)
-                    due = every_seconds > 0 and time.perf_counter() - last_save >= every_seconds
-                    if due and self.is_main and k + 1 < epoch_steps:
+                    if checkpoint_due() and self.is_main and k + 1 < epoch_steps:
                         place = {"epoch_steps": k + 1, "losses": list(losses)}
                         self._save(epoch - 1, step, optimizer, time.perf_counter() - started, place)
                         last_save = time.perf_counter()
@@ -410,8 +413,8 @@ class Engine:
                         print(evaluation_line(record, last_epoch, self.task), flush=True)
                 # an epoch end that checkpoint_every skips is still saved once the time is due
                 # (epochs of one step never reach the mid-epoch save above)
-                due = every_seconds > 0 and time.perf_counter() - last_save >= every_seconds
-                if self.is_main and (final or epoch % max(1, cfg.checkpoint_every) == 0 or due):
+                scheduled = final or epoch % max(1, cfg.checkpoint_every) == 0
+                if self.is_main and (scheduled or checkpoint_due()):
                     self._save(epoch, step, optimizer, time.perf_counter() - started)
                     last_save = time.perf_counter()
                 if world > 1:
