@@ -29,7 +29,10 @@ LOSSES = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--output", default=str(Path(__file__).parent / "results" / "gpu_parity.json")
     )

@@ -61,7 +61,10 @@ def seconds_per_step(overrides: list[str], repeats: int = 3) -> tuple[float, int
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--train-limit", type=int, default=10000)
     parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run")

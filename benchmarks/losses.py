@@ -166,7 +166,10 @@ def run_one(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 1024, 4096, 8192])
     parser.add_argument("--dim", type=int, default=128)

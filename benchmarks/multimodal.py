@@ -240,7 +240,10 @@ def tables(records: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--datasets", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--methods", nargs="+", help="subset of the methods (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, help="MovieLens seeds (default 0..4)")

@@ -468,7 +468,10 @@ def table(records: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--datasets", nargs="+", default=["beauty"])
     parser.add_argument(
         "--methods", nargs="+", choices=METHODS + tuple(VARIANTS), default=list(METHODS)

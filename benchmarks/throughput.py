@@ -36,7 +36,10 @@ def _sync(device: torch.device) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "small_cnn"])
     parser.add_argument("--batch-size", type=int, default=64)

@@ -255,7 +255,11 @@ def _compare_table(rows: list[dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="contrastkit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="contrastkit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"contrastkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
