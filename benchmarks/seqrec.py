@@ -457,11 +457,12 @@ def table(records: list[dict]) -> str:
     for r in records:
         m, u, p = r["metrics"], r.get("metrics_unfiltered") or {}, r["published"]
         published = f"{p['HR@20']:.4f} / {p['NDCG@20']:.4f}" if p else "—"
+        running = "" if r.get("finished", True) else " (running)"
         lines.append(
             f"| {r['dataset']} | {r.get('label', r['method'])} | {m.get('HR@20', nan):.4f} | "
             f"{m.get('NDCG@20', nan):.4f} | {u.get('HR@20', nan):.4f} | "
             f"{u.get('NDCG@20', nan):.4f} | {published} | "
-            f"{r['best_epoch']} / {r['epochs']}{'' if r.get('finished', True) else ' (running)'}"
+            f"{r['best_epoch']} / {int(r['epochs'])}{running}"
             f" | {r['seconds_per_epoch'] or '—'} |"
         )
     return "\n".join(lines)
