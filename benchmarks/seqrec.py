@@ -9,9 +9,13 @@
     python benchmarks/seqrec.py --timing 30 --datasets beauty toys lastfm ml100k   # s / epoch
     python benchmarks/seqrec.py --methods sasrec_bce   # configs/seqrec/beauty_sasrec_bce.yaml
     python benchmarks/seqrec.py --paired --datasets beauty   # differences vs test-set noise
+    python benchmarks/seqrec.py --methods sasrec cl4srec --seeds 2023 2024 2025   # seed spread
 
 Each run trains into ``runs/seqrec/<dataset>_<method>`` and resumes there when the folder
-holds a checkpoint (a killed benchmark continues where it stopped). Writes
+holds a checkpoint (a killed benchmark continues where it stopped). ``--seeds`` trains one run
+per seed: the config's own seed (2023) into that folder, any other into
+``runs/seqrec/<dataset>_<method>_s<seed>`` (``train.seed=<seed>``); ``seqrec.md`` then also
+gives the mean ± sample std over the seeds of each dataset and method. Writes
 ``benchmarks/results/seqrec.json`` (one record per run: dataset, method, split, metrics, epochs,
 seconds, seconds per epoch, device, command; a run not trained by this invocation keeps its
 earlier command), ``benchmarks/results/seqrec.md``, and ``seqrec_curves_<dataset>.png``
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 from pathlib import Path
 
 from _runs import (
@@ -35,6 +40,7 @@ from _runs import (
     command_line,
     device,
     finished_run_record,
+    mean_std,
     noted_command,
     prefixed,
     read_metrics,
@@ -80,22 +86,37 @@ def run_label(seqrec_config) -> str:
     return seqrec_config.method
 
 
-def _saved_label(run_dir: Path) -> str:
+def _saved(run_dir: Path) -> tuple[str, int]:
+    """The variant label and ``train.seed`` of a run folder's saved config."""
     from contrastkit.train.config import load_config
 
-    return run_label(load_config(run_dir / "config.yaml").seqrec)
+    config = load_config(run_dir / "config.yaml")
+    return run_label(config.seqrec), config.train.seed
 
 
-def run(dataset: str, method: str, overrides: list[str]) -> Path | None:
+def run_folder(dataset: str, label: str, seed: int | None = None) -> Path:
+    """``runs/seqrec/<dataset>_<label>`` (the config's seed), or ``..._s<seed>`` for another."""
+    return RUNS / (f"{dataset}_{label}" if seed is None else f"{dataset}_{label}_s{seed}")
+
+
+SEEDED = re.compile(r"_s(\d+)$")  # a run folder of a seed other than its config's
+
+
+def run(dataset: str, method: str, overrides: list[str], seed: int | None = None) -> Path | None:
+    """Train (or resume) ``dataset``'s ``method`` (a method or variant label) with its config
+    and the ``--set`` ``overrides``; ``seed``: ``train.seed``, into its own folder unless it is
+    the config's. ``None`` when another process is training that folder."""
     from contrastkit.recipes.seqrec import run_seqrec_training
     from contrastkit.train.config import load_config
 
-    config = load_config(config_path(dataset, method), overrides)
-    output = RUNS / f"{dataset}_{method}"
+    path = config_path(dataset, method)
+    if seed is not None and seed == load_config(path).train.seed:
+        seed = None  # the config's own run: no second copy of it
+    config = load_config(path, [*overrides, *([] if seed is None else [f"train.seed={seed}"])])
+    output = run_folder(dataset, method, seed)
+    name = f"{dataset} {method}" + ("" if seed is None else f" seed {seed}")
     return train_in_chain(
-        output,
-        f"{dataset} {method}",
-        lambda resume: run_seqrec_training(config, output, resume=resume),
+        output, name, lambda resume: run_seqrec_training(config, output, resume=resume)
     )
 
 
@@ -185,7 +206,7 @@ def run_record(run_dir: Path, command: str) -> dict:
     ``metrics_unfiltered`` (test, every item ranked: the published tables' protocol)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     key = (summary["dataset"], summary["method"])
-    label = _saved_label(run_dir)
+    label, seed = _saved(run_dir)
     filtered = {k: v for k, v in prefixed(summary, "test_").items() if not k.startswith(UNFILTERED)}
     unfiltered = prefixed(summary, f"test_{UNFILTERED}_") or unfiltered_test_metrics(run_dir)
     return finished_run_record(
@@ -193,6 +214,7 @@ def run_record(run_dir: Path, command: str) -> dict:
         command,
         lambda summary: {
             "label": label,
+            "seed": seed,
             "split": "test",
             "metrics": filtered,
             "metrics_unfiltered": unfiltered,
@@ -289,6 +311,7 @@ def collect_unfinished(command: str) -> list[dict]:
                 "dataset": dataset,
                 "method": method,
                 "label": label,
+                "seed": config.train.seed,
                 "split": "test",
                 "finished": False,
                 "metrics": metrics,
@@ -336,7 +359,8 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
     users: per-user HR@20 / NDCG@20 of their best-valid weights with every item ranked (the
     published protocol), and :func:`contrastkit.eval.paired_bootstrap` of the difference
     (``samples`` resamples, 95 %). Rows follow the published order of the methods, then the
-    variants; each pair appears once (the later method minus the earlier one)."""
+    variants; each pair appears once (the later method minus the earlier one). Only the
+    config's-seed folder of each method takes part (``_s<seed>`` folders do not)."""
     from contrastkit.eval import paired_bootstrap
     from contrastkit.recipes.reporting import load_run_task
     from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
@@ -458,14 +482,57 @@ def table(records: list[dict]) -> str:
         m, u, p = r["metrics"], r.get("metrics_unfiltered") or {}, r["published"]
         published = f"{p['HR@20']:.4f} / {p['NDCG@20']:.4f}" if p else "—"
         running = "" if r.get("finished", True) else " (running)"
+        seeded = SEEDED.search(r["run"]) if "run" in r else None
+        name = r.get("label", r["method"]) + (f" (seed {seeded.group(1)})" if seeded else "")
         lines.append(
-            f"| {r['dataset']} | {r.get('label', r['method'])} | {m.get('HR@20', nan):.4f} | "
+            f"| {r['dataset']} | {name} | {m.get('HR@20', nan):.4f} | "
             f"{m.get('NDCG@20', nan):.4f} | {u.get('HR@20', nan):.4f} | "
             f"{u.get('NDCG@20', nan):.4f} | {published} | "
             f"{r['best_epoch']} / {int(r['epochs'])}{running}"
             f" | {r['seconds_per_epoch'] or '—'} |"
         )
     return "\n".join(lines)
+
+
+def seed_summary(records: list[dict]) -> str:
+    """Markdown: mean ± sample std of the test HR@20 / NDCG@20 (every item ranked, and with
+    the history excluded) over the finished runs of each dataset and method (or variant label)
+    that has more than one seed; ``""`` when none has."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if r.get("finished", True) and "seed" in r:
+            groups.setdefault((r["dataset"], r.get("label", r["method"])), []).append(r)
+    groups = {key: runs for key, runs in groups.items() if len({r["seed"] for r in runs}) > 1}
+    if not groups:
+        return ""
+    lines = [
+        "| dataset | method | seeds (n) | HR@20 all items | NDCG@20 all items | HR@20 filtered "
+        "| NDCG@20 filtered | best epochs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, label), runs in sorted(groups.items()):
+        runs = sorted(runs, key=lambda r: r["seed"])
+        cells = []
+        for field, key in (
+            ("metrics_unfiltered", "HR@20"),
+            ("metrics_unfiltered", "NDCG@20"),
+            ("metrics", "HR@20"),
+            ("metrics", "NDCG@20"),
+        ):
+            mean, std = mean_std([r[field][key] for r in runs])
+            cells.append(f"{mean:.4f} ± {std:.4f}")
+        seeds = " ".join(str(r["seed"]) for r in runs) + f" ({len(runs)})"
+        best = ", ".join(str(r["best_epoch"]) for r in runs)
+        lines.append(f"| {dataset} | {label} | {seeds} | {' | '.join(cells)} | {best} |")
+    return "\n".join(lines)
+
+
+def results_markdown(records: list[dict]) -> str:
+    """``seqrec.md``: the runs' table, then the seed summary when some method has seeds."""
+    spread = seed_summary(records)
+    if not spread:
+        return table(records)
+    return table(records) + "\n\nMean ± sample std over seeds:\n\n" + spread
 
 
 def main() -> int:
@@ -495,9 +562,18 @@ def main() -> int:
     parser.add_argument(
         "--device", default="cpu", help="with --timing: cpu (default) or cuda (a GPU's timings)"
     )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help="train one run per seed (default: the config's seed); other seeds than the "
+        "config's train into <dataset>_<method>_s<seed>",
+    )
     add_set_argument(parser)
     args = parser.parse_args()
     command = command_line()
+    if args.seeds and "train.seed" in {item.split("=", 1)[0].strip() for item in args.set}:
+        parser.error("--seeds sets train.seed for each run; do not also pass train.seed in --set")
     missing = [
         str(config_path(d, m))
         for d in args.datasets
@@ -523,16 +599,17 @@ def main() -> int:
     if not args.collect:
         for dataset in args.datasets:
             for method in args.methods:
-                if (output := run(dataset, method, args.set)) is not None:
-                    trained.add(output)
+                for seed in args.seeds or [None]:
+                    if (output := run(dataset, method, args.set, seed)) is not None:
+                        trained.add(output)
     records = collect_runs(RUNS, RESULTS / "seqrec.json", run_record, command, trained)
     if args.unfinished:
         records += collect_unfinished(command)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "seqrec.json").write_text(json.dumps(records, indent=2) + "\n")
-    (RESULTS / "seqrec.md").write_text(table(records) + "\n")
+    (RESULTS / "seqrec.md").write_text(results_markdown(records) + "\n")
     plot_curves()
-    print(table(records))
+    print(results_markdown(records))
     return 0
 
 

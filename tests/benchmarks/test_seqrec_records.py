@@ -148,3 +148,57 @@ def test_paired_comparison_of_two_tiny_runs(tmp_path, bench, monkeypatch):
     config = _config(other, attr, "duorec", "train.epochs=1")
     recipe.run_seqrec_training(config, runs / "file_duorec", echo=False)
     assert len(bench.paired_comparison(["file"], "c", 100)) == 1
+
+
+def test_seeds_train_into_their_own_folders_and_are_summarised(tmp_path, bench, monkeypatch):
+    """``--seeds``: the config's own seed trains into ``<dataset>_<method>`` (no second copy),
+    another seed into ``..._s<seed>`` with ``train.seed`` set; the table names the seeded row,
+    the seed summary is the mean ± sample std over both runs, and the paired comparison
+    leaves the seeded folder out (one run per method there)."""
+    import math
+
+    path, attr = _write_dataset(tmp_path)
+    config_file = tmp_path / "file_sasrec.yaml"
+    config_file.write_text(
+        _config(path, attr, "sasrec", "train.epochs=1", "train.seed=7").to_yaml()
+    )
+    monkeypatch.setattr(bench, "config_path", lambda *key: config_file)
+    monkeypatch.setattr(bench, "RUNS", tmp_path / "runs")
+    assert bench.run("file", "sasrec", [], 7) == tmp_path / "runs" / "file_sasrec"
+    assert bench.run("file", "sasrec", [], 8) == tmp_path / "runs" / "file_sasrec_s8"
+    saved = {
+        name: load_config(tmp_path / "runs" / name / "config.yaml").train.seed
+        for name in ("file_sasrec", "file_sasrec_s8")
+    }
+    assert saved == {"file_sasrec": 7, "file_sasrec_s8": 8}
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == list(saved)
+
+    monkeypatch.setattr(bench, "config_path", lambda *key: bench.ROOT / "configs" / "x.yaml")
+    records = [bench.run_record(tmp_path / "runs" / name, "c") for name in saved]
+    assert [r["seed"] for r in records] == [7, 8]
+    rows = bench.table(records).splitlines()[2:]
+    assert rows[0].startswith("| file | sasrec | ") and rows[1].startswith(
+        "| file | sasrec (seed 8) |"
+    )
+
+    spread = bench.seed_summary(records).splitlines()
+    assert len(spread) == 3 and spread[2].startswith("| file | sasrec | 7 8 (2) | ")
+    values = [r["metrics_unfiltered"]["HR@20"] for r in records]
+    mean = sum(values) / 2
+    std = math.sqrt(sum((v - mean) ** 2 for v in values))  # sample std of two: n - 1 = 1
+    assert f"| {mean:.4f} ± {std:.4f} |" in spread[2]
+    assert bench.seed_summary(records[:1]) == ""  # one seed: no summary
+    assert bench.results_markdown(records[:1]) == bench.table(records[:1])
+    assert "Mean ± sample std over seeds" in bench.results_markdown(records)
+
+    paired = bench.paired_comparison(["file"], "c", 100)
+    assert paired == []  # the seeded run is not a second method
+
+
+def test_seeds_and_a_seed_override_are_refused_together(bench, monkeypatch, capsys):
+    argv = ["seqrec.py", "--methods", "sasrec", "--seeds", "1", "2", "--set", "train.seed=3"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(bench, "run", lambda *a: pytest.fail("trained although refused"))
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "--seeds sets train.seed" in capsys.readouterr().err
