@@ -474,17 +474,45 @@ def test_sra_cl_neighbour_users_come_from_the_prefix_alone(tmp_path):
     )
     indices = torch.arange(0, len(task.inputs), 3)
     inputs, users = task.inputs[indices], task.pair_user[indices]
-    _, neighbours = task.neighbour_users(inputs, users)
+    _, per_batch = task.neighbour_users(inputs, users)
+    table = task.pair_neighbours()  # every pair's, computed once in fixed chunks of pairs
+    assert table.shape == (task.num_train(), config.seqrec.neighbours)
     k = config.seqrec.neighbours
-    assert neighbours.shape == (len(indices), k)
-    for row, (prefix, user) in enumerate(zip(inputs, users, strict=True)):
-        assert int(user) not in neighbours[row].tolist()
-        query = F.normalize(items[prefix[prefix != 0]].sum(0), dim=0)
-        similarity = user_vectors @ query
-        similarity[user] = float("-inf")
-        best = similarity.topk(k).values
-        got = similarity[neighbours[row]]
-        torch.testing.assert_close(got, best, rtol=0, atol=1e-5)  # equal up to ties
+    for neighbours in (per_batch, table[indices]):
+        assert neighbours.shape == (len(indices), k)
+        for row, (prefix, user) in enumerate(zip(inputs, users, strict=True)):
+            assert int(user) not in neighbours[row].tolist()
+            query = F.normalize(items[prefix[prefix != 0]].sum(0), dim=0)
+            similarity = user_vectors @ query
+            similarity[user] = float("-inf")
+            best = similarity.topk(k).values
+            got = similarity[neighbours[row]]
+            torch.testing.assert_close(got, best, rtol=0, atol=1e-5)  # equal up to ties
+
+
+def test_sra_cl_neighbour_table_is_kept_in_the_run_folder(tmp_path, monkeypatch):
+    """The table is made on first use and saved with a fingerprint: a second task on the same
+    run folder reads it (no recomputation), a task whose pairs or k differ makes its own."""
+    path, attr = _write_dataset(tmp_path)
+    config = _config(path, attr, "sra_cl")
+    data = seqrec.load_sequences(config.seqrec)
+    first = seqrec.SeqRecTask(config, data, tmp_path / "r").pair_neighbours()
+    assert (tmp_path / "r" / seqrec.NEIGHBOUR_CACHE).is_file()
+
+    def recomputed(self, chunk=1024):
+        raise AssertionError("recomputed although the saved table fits")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(seqrec.SeqRecTask, "all_neighbour_users", recomputed)
+        again = seqrec.SeqRecTask(config, data, tmp_path / "r").pair_neighbours()
+    assert torch.equal(first, again)
+
+    for changed in (("seqrec.neighbours=2",), ("seqrec.max_len=6",)):
+        other = _config(path, attr, "sra_cl", *changed)
+        task = seqrec.SeqRecTask(other, seqrec.load_sequences(other.seqrec), tmp_path / "r")
+        table = task.pair_neighbours()
+        assert torch.equal(table, task.all_neighbour_users()), changed
+        assert not torch.equal(table, first), changed
 
 
 def test_bad_seqrec_config_is_refused():
@@ -697,3 +725,37 @@ def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
         "epoch-00002",
         "epoch-00003",
     ]
+
+
+@pytest.mark.parametrize("rows", [127, 300, 16 * seqrec.GROUP_ROWS + 40])
+def test_length_groups_encode_exactly_like_one_block(rows):
+    """``SeqRecModel.forward`` (rows sorted into length groups, each cut to its longest row:
+    1, 8 and 16 groups here) gives the plain encoder's outputs and gradients, rows in order."""
+    torch.manual_seed(0)
+    config = load_config(
+        None,
+        [
+            "recipe=seqrec",
+            "seqrec.method=sasrec",
+            "seqrec.max_len=12",
+            "seqrec.hidden=8",
+            "seqrec.inner=16",
+            "seqrec.layers=1",
+        ],
+    )
+    model = seqrec.SeqRecModel(30, config.seqrec, None).eval()
+    lengths = torch.randint(0, 13, (rows,))
+    lengths[0] = 0  # an empty row
+    items = torch.randint(1, 31, (rows, 12))
+    seq = torch.where(torch.arange(12)[None] >= 12 - lengths[:, None], items, 0)
+    weights = torch.randn(rows, 8, dtype=torch.float64)
+
+    grouped = model(seq)
+    (grouped.double() * weights).sum().backward()
+    grads = [p.grad.clone() for p in model.encoder.parameters()]
+    model.zero_grad()
+    plain = model.encoder(seq)
+    (plain.double() * weights).sum().backward()
+    torch.testing.assert_close(grouped, plain, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, [p.grad for p in model.encoder.parameters()], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
