@@ -52,6 +52,7 @@ from _runs import (
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "seqrec"
+TIMING_RUNS = ROOT / "runs" / "timing"  # task folders of the timings (nothing trains there)
 METHODS = ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl")
 # variants: a label (a ``--methods`` choice, the run folder's suffix) -> its method and the
 # seqrec settings that tell it apart; its config is ``configs/seqrec/<dataset>_<label>.yaml`` and
@@ -173,7 +174,8 @@ def time_epochs(
     for dataset in datasets:
         for method in methods:
             config = load_config(config_path(dataset, method), overrides)
-            task = SeqRecTask(config, load_sequences(config.seqrec), ROOT / "runs" / "timing")
+            timing_dir = TIMING_RUNS / f"{dataset}_{method}"  # SRA-CL keeps its table there
+            task = SeqRecTask(config, load_sequences(config.seqrec), timing_dir)
             per_step, steps_per_epoch = time_training_steps(task, config, steps, accelerator)
             records.append(
                 {
@@ -497,10 +499,14 @@ def table(records: list[dict]) -> str:
 def seed_summary(records: list[dict]) -> str:
     """Markdown: mean ± sample std of the test HR@20 / NDCG@20 (every item ranked, and with
     the history excluded) over the finished runs of each dataset and method (or variant label)
-    that has more than one seed; ``""`` when none has."""
+    that has more than one seed: the folders ``<dataset>_<label>`` and
+    ``<dataset>_<label>_s<seed>`` only; ``""`` when none has."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
-        if r.get("finished", True) and "seed" in r:
+        base = f"{r['dataset']}_{r.get('label', r['method'])}"
+        if not (r.get("finished", True) and "seed" in r):
+            continue
+        if r["run"] in (base, f"{base}_s{r['seed']}"):  # not copies or other folders
             groups.setdefault((r["dataset"], r.get("label", r["method"])), []).append(r)
     groups = {key: runs for key, runs in groups.items() if len({r["seed"] for r in runs}) > 1}
     if not groups:
@@ -574,6 +580,8 @@ def main() -> int:
     command = command_line()
     if args.seeds and "train.seed" in {item.split("=", 1)[0].strip() for item in args.set}:
         parser.error("--seeds sets train.seed for each run; do not also pass train.seed in --set")
+    if args.seeds and min(args.seeds) < 0:
+        parser.error(f"--seeds must be non-negative integers; got {min(args.seeds)}")
     missing = [
         str(config_path(d, m))
         for d in args.datasets

@@ -18,7 +18,8 @@ exact or the same distribution, alternated so that both see the same machine loa
 Times ``--steps`` training steps (batch 256 of the shipped ``configs/seqrec/beauty_<method>``
 config: forward, losses, backward, Adam) after two warm-up steps, alternating the two versions
 for ``--rounds`` rounds, on one CPU thread. Writes ``benchmarks/results/seqrec_<comparison>.json``
-(the median seconds per step of each version, "before" first).
+(the median seconds per step of each version, "before" first; a method's new record
+replaces its older one). Methods whose steps a comparison does not change are refused.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from _runs import command_line, device
-from seqrec import time_training_steps
+from _runs import command_line, device, write_merged
+from seqrec import TIMING_RUNS, time_training_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -84,12 +85,18 @@ def neighbours_version(name: str) -> Iterator[None]:
         SeqRecTask.step_neighbours = shipped
 
 
-# comparison -> (its two versions, before and after; the context that selects one)
-COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[str], object]]] = {
-    "dropout": (("nn.Dropout", "FastDropout"), dropout_version),
-    "groups": (("8 groups", "GROUP_ROWS"), groups_version),
-    "neighbours": (("per step", "table"), neighbours_version),
+# comparison -> (its two versions, before and after; the context that selects one; the
+# methods whose steps it changes, the first ones the default)
+COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[str], object], tuple[str, ...]]] = {
+    "dropout": (
+        ("nn.Dropout", "FastDropout"),
+        dropout_version,
+        ("sasrec", "cl4srec", "duorec", "mclrec", "sra_cl"),
+    ),
+    "groups": (("8 groups", "GROUP_ROWS"), groups_version, ("sra_cl",)),
+    "neighbours": (("per step", "table"), neighbours_version, ("sra_cl",)),
 }
+DEFAULT_METHODS = {"dropout": ["sasrec", "cl4srec"], "groups": ["sra_cl"], "neighbours": ["sra_cl"]}
 
 
 def seconds_per_step(method: str, comparison: str, version: str, steps: int) -> float:
@@ -101,7 +108,7 @@ def seconds_per_step(method: str, comparison: str, version: str, steps: int) -> 
     select = COMPARISONS[comparison][1]
     with select(version):
         config = load_config(ROOT / "configs" / "seqrec" / f"beauty_{method}.yaml")
-        task = SeqRecTask(config, load_sequences(config.seqrec), ROOT / "runs" / "timing")
+        task = SeqRecTask(config, load_sequences(config.seqrec), TIMING_RUNS / f"beauty_{method}")
         torch.manual_seed(0)
         return time_training_steps(task, config, steps)[0]
 
@@ -112,16 +119,25 @@ def main() -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("comparison", choices=sorted(COMPARISONS))
-    parser.add_argument("--methods", nargs="+", default=["sasrec", "cl4srec"])
+    parser.add_argument(
+        "--methods", nargs="+", help="default: sasrec cl4srec (dropout), sra_cl (the others)"
+    )
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    affected = COMPARISONS[args.comparison][2]
+    methods = args.methods or DEFAULT_METHODS[args.comparison]
+    if unaffected := [m for m in methods if m not in affected]:
+        parser.error(
+            f"{args.comparison} does not change the steps of {', '.join(unaffected)} (both "
+            f"versions are the same code there); it changes {', '.join(affected)}"
+        )
     import torch
 
     torch.set_num_threads(1)
     before, after = COMPARISONS[args.comparison][0]
     records = []
-    for method in args.methods:
+    for method in methods:
         times: dict[str, list[float]] = {before: [], after: []}
         for _ in range(args.rounds):
             for name in times:
@@ -142,9 +158,8 @@ def main() -> int:
             }
         )
         print(json.dumps(records[-1]), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"seqrec_{args.comparison}.json"
-    path.write_text(json.dumps(records, indent=2) + "\n")
+    path = RESULTS / f"seqrec_{args.comparison}.json"  # a method's new record replaces its old
+    write_merged(path, records, lambda r: (r["method"], r["dataset"]))
     print(f"| method | {before} s/step | {after} s/step | speedup |")
     print("|---|---|---|---|")
     for r in records:

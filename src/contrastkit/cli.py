@@ -4,7 +4,8 @@
   minute on 2 CPU cores) and prints the result table; ``--config FILE``, overrides such as
   ``--loss dcl --views 2 --epochs 50`` or ``--train.batch_size 128``, ``--output DIR``,
   ``--resume``.
-* ``contrastkit eval RUN_DIR`` re-evaluates the latest checkpoint of a run.
+* ``contrastkit eval RUN_DIR`` re-evaluates a run folder (images: its latest checkpoint; seqrec and
+  graphrec: its best weights, ``--weights latest`` for the checkpoint).
 * ``contrastkit compare`` trains a grid (losses x views x seeds) and prints mean ± std.
 * ``contrastkit losses`` lists every loss (``--evaluate``: runs each once on random data).
 """

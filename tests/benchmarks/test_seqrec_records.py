@@ -188,6 +188,9 @@ def test_seeds_train_into_their_own_folders_and_are_summarised(tmp_path, bench, 
     std = math.sqrt(sum((v - mean) ** 2 for v in values))  # sample std of two: n - 1 = 1
     assert f"| {mean:.4f} ± {std:.4f} |" in spread[2]
     assert bench.seed_summary(records[:1]) == ""  # one seed: no summary
+    copy = {**records[1], "run": "file_sasrec_copy"}  # a copy of the seed-8 run: not pooled
+    assert bench.seed_summary([*records, copy]) == bench.seed_summary(records)
+    assert bench.seed_summary([records[0], copy]) == ""
     assert bench.results_markdown(records[:1]) == bench.table(records[:1])
     assert "Mean ± sample std over seeds" in bench.results_markdown(records)
 
@@ -202,3 +205,7 @@ def test_seeds_and_a_seed_override_are_refused_together(bench, monkeypatch, caps
     with pytest.raises(SystemExit):
         bench.main()
     assert "--seeds sets train.seed" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["seqrec.py", "--methods", "sasrec", "--seeds", "1", "-2"])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "--seeds must be non-negative" in capsys.readouterr().err

@@ -235,7 +235,7 @@ def test_early_stopping_and_resume_of_a_stopped_run(tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == len(records)
 
 
-@pytest.mark.parametrize("method", ["sasrec", "cl4srec", "mclrec"])
+@pytest.mark.parametrize("method", ["sasrec", "cl4srec", "mclrec", "sra_cl"])
 def test_resume_continues_a_killed_run_exactly(tmp_path, method):
     """Kill after epoch 2 (drop the epoch-3 checkpoint and record), resume: the same run."""
     import shutil
@@ -514,6 +514,13 @@ def test_sra_cl_neighbour_table_is_kept_in_the_run_folder(tmp_path, monkeypatch)
         assert torch.equal(table, task.all_neighbour_users()), changed
         assert not torch.equal(table, first), changed
 
+    (tmp_path / "r" / seqrec.NEIGHBOUR_CACHE).write_bytes(b"not a safetensors file")
+    damaged = seqrec.SeqRecTask(config, data, tmp_path / "r").pair_neighbours()  # made again
+    assert torch.equal(damaged, first)
+    with monkeypatch.context() as patch:
+        patch.setattr(seqrec.SeqRecTask, "all_neighbour_users", recomputed)
+        assert torch.equal(seqrec.SeqRecTask(config, data, tmp_path / "r").pair_neighbours(), first)
+
 
 def test_bad_seqrec_config_is_refused():
     with pytest.raises(ConfigError, match=r"seqrec\.method"):
@@ -689,7 +696,7 @@ def test_without_a_progress_bar_each_evaluation_prints_one_line(tmp_path, capsys
     assert "valid_MRR " in lines[1] and "valid_NDCG@20 " in lines[1] and "best_epoch " in lines[1]
 
 
-@pytest.mark.parametrize("method", ["mclrec", "sasrec_bce"])
+@pytest.mark.parametrize("method", ["mclrec", "sasrec_bce", "sra_cl"])
 def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
     tmp_path, method, die_inside_epoch, capsys
 ):
@@ -727,10 +734,19 @@ def test_a_run_killed_inside_an_epoch_resumes_at_that_step_exactly(
     ]
 
 
-@pytest.mark.parametrize("rows", [127, 300, 16 * seqrec.GROUP_ROWS + 40])
-def test_length_groups_encode_exactly_like_one_block(rows):
-    """``SeqRecModel.forward`` (rows sorted into length groups, each cut to its longest row:
-    1, 8 and 16 groups here) gives the plain encoder's outputs and gradients, rows in order."""
+@pytest.mark.parametrize(
+    ("rows", "training", "groups"),
+    [
+        (127, True, 1),
+        (300, True, 8),
+        (16 * seqrec.GROUP_ROWS + 40, True, 16),
+        (16 * seqrec.GROUP_ROWS + 40, False, 8),  # evaluation keeps 8 groups
+    ],
+)
+def test_length_groups_encode_exactly_like_one_block(rows, training, groups):
+    """``SeqRecModel.forward`` (rows sorted into length groups, each cut to its longest row)
+    gives the plain encoder's outputs and gradients, rows in order, in as many groups as
+    documented (dropout 0, so training mode is deterministic)."""
     torch.manual_seed(0)
     config = load_config(
         None,
@@ -741,16 +757,22 @@ def test_length_groups_encode_exactly_like_one_block(rows):
             "seqrec.hidden=8",
             "seqrec.inner=16",
             "seqrec.layers=1",
+            "seqrec.dropout=0.0",
+            "seqrec.attn_dropout=0.0",
         ],
     )
-    model = seqrec.SeqRecModel(30, config.seqrec, None).eval()
+    model = seqrec.SeqRecModel(30, config.seqrec, None).train(training)
     lengths = torch.randint(0, 13, (rows,))
     lengths[0] = 0  # an empty row
     items = torch.randint(1, 31, (rows, 12))
     seq = torch.where(torch.arange(12)[None] >= 12 - lengths[:, None], items, 0)
     weights = torch.randn(rows, 8, dtype=torch.float64)
 
+    calls = []
+    hook = model.encoder.register_forward_hook(lambda module, args, out: calls.append(len(out)))
     grouped = model(seq)
+    hook.remove()
+    assert len(calls) == groups and sum(calls) == rows
     (grouped.double() * weights).sum().backward()
     grads = [p.grad.clone() for p in model.encoder.parameters()]
     model.zero_grad()
@@ -759,3 +781,17 @@ def test_length_groups_encode_exactly_like_one_block(rows):
     torch.testing.assert_close(grouped, plain, rtol=1e-5, atol=1e-6)
     for got, want in zip(grads, [p.grad for p in model.encoder.parameters()], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_sra_cl_step_neighbours_are_the_step_pairs_rows(tmp_path):
+    """step_neighbours looks up the step's pairs (not their users) in the table: the same
+    neighbours as neighbour_users of the step's inputs."""
+    path, attr = _write_dataset(tmp_path, users=80)
+    config = _config(path, attr, "sra_cl")
+    task = seqrec.SeqRecTask(config, seqrec.load_sequences(config.seqrec), tmp_path / "r")
+    indices = torch.randperm(task.num_train(), generator=torch.Generator().manual_seed(0))[:40]
+    inputs, users = task.inputs[indices], task.pair_user[indices]
+    got = task.step_neighbours(inputs, users, indices)
+    want = task.neighbour_users(inputs, users)[1]
+    sims = task.sequence_semantics(inputs) @ task.user_semantics.T
+    torch.testing.assert_close(sims.gather(1, got), sims.gather(1, want), rtol=0, atol=1e-6)

@@ -145,6 +145,8 @@ class NeighbourAttention(nn.Module):
 
 
 NEIGHBOUR_CACHE = "sra_cl_neighbours.safetensors"  # SRA-CL's neighbour users, in the run folder
+# in the table's fingerprint: change it when the table's definition changes
+NEIGHBOUR_TABLE_VERSION = "neighbour_users v1, chunk 1024"
 GROUP_ROWS = 160  # rows per length group of a large batch (SeqRecModel.forward)
 
 
@@ -171,15 +173,16 @@ class SeqRecModel(nn.Module):
 
     def forward(self, seq: Tensor) -> Tensor:
         """``[B, L]`` -> ``[B, hidden]``, rows encoded in groups of similar length, each cut to
-        its longest row (exact: rows do not interact; only dropout draws differ): 8 groups, or
-        one per ``GROUP_ROWS`` rows where that is more (SRA-CL's 2,560 neighbour sequences:
-        16). Fewer than 128 rows: one group."""
+        its longest row (exact up to float rounding: rows do not interact; only dropout draws
+        differ): 8 groups, or in training one per ``GROUP_ROWS`` rows where that is more
+        (SRA-CL's 2,560 neighbour sequences: 16; evaluation keeps 8, so re-scoring saved
+        weights gives the numbers it gave before). Fewer than 128 rows: one group."""
         if seq.shape[0] < 128:
             return self.encoder(trim_padding(seq))
         # 8 groups: on random Beauty batches ~4x less work than one [B, 50] block; SRA-CL's
         # neighbours in 16 groups: 14 % fewer tokens (padding included) than in 8, and 1.08x
         # per SRA-CL step (benchmarks/seqrec_ab.py groups); 32 or 48 groups were no faster
-        groups = max(8, seq.shape[0] // GROUP_ROWS)
+        groups = max(8, seq.shape[0] // GROUP_ROWS) if self.training else 8
         used = seq != 0
         width = seq.shape[1] - used.to(torch.int8).argmax(dim=1)  # from the first item on
         width = torch.where(used.any(dim=1), width, torch.ones_like(width))
@@ -606,23 +609,28 @@ class SeqRecTask:
         the semantic space is fixed, so a pair's neighbours never change, and looking them up
         saves the ``[B, users]`` similarity of every step (on Beauty about 10 % of an SRA-CL
         step). Computed in fixed chunks of pairs, so every process gets the same table."""
-        parts = [
-            self.neighbour_users(
-                self.inputs[start : start + chunk], self.pair_user[start : start + chunk]
-            )[1]
-            for start in range(0, self.num_train(), chunk)
-        ]
+        parts = []
+        with torch.no_grad():
+            for start in range(0, self.num_train(), chunk):
+                inputs = self.inputs[start : start + chunk].to(self.device)
+                users = self.pair_user[start : start + chunk].to(self.device)
+                parts.append(self.neighbour_users(inputs, users)[1].cpu())
         return torch.cat(parts) if parts else torch.zeros(0, self.cfg.neighbours, dtype=torch.long)
 
     def pair_neighbours(self) -> Tensor:
         """:meth:`all_neighbour_users` on the task's device, made on first use (training only:
         evaluation needs none) and kept in the run folder (``NEIGHBOUR_CACHE``, with a
-        fingerprint of the semantic space, the training pairs and k), so a resumed run reads
-        it instead of spending minutes on it again (Beauty: about a minute of 2 idle cores)."""
+        fingerprint of the item and user spaces, the training pairs, k and
+        ``NEIGHBOUR_TABLE_VERSION``), so a resumed run reads it instead of spending minutes on
+        it again (Beauty: 160 s on one thread beside four training jobs). A file that cannot
+        be read, or that does not fit, is made again."""
         if self._pair_neighbours is None:
             fingerprint = self._neighbour_fingerprint()
             path = self.run_dir / NEIGHBOUR_CACHE
-            saved = load_weights(path) if path.is_file() else {}
+            try:
+                saved = load_weights(path) if path.is_file() else {}
+            except Exception:  # a damaged file: made again below, as if absent
+                saved = {}
             if torch.equal(
                 saved.get("fingerprint", torch.zeros(0, dtype=torch.uint8)), fingerprint
             ):
@@ -642,8 +650,8 @@ class SeqRecTask:
         """SHA-256 (``uint8 [32]``) of what decides the neighbour table."""
         import hashlib
 
-        digest = hashlib.sha256(str(self.cfg.neighbours).encode())
-        for tensor in (self.user_semantics, self.inputs, self.pair_user):
+        digest = hashlib.sha256(f"{NEIGHBOUR_TABLE_VERSION} k={self.cfg.neighbours}".encode())
+        for tensor in (self.item_semantics, self.user_semantics, self.inputs, self.pair_user):
             digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return torch.frombuffer(bytearray(digest.digest()), dtype=torch.uint8)
