@@ -28,9 +28,10 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from unittest import mock
 
 from _runs import command_line, device, write_merged
 from seqrec import TIMING_RUNS, time_training_steps
@@ -39,55 +40,46 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-@contextmanager
-def dropout_version(name: str) -> Iterator[None]:
+def dropout_version(name: str) -> AbstractContextManager:
     """Models built inside use ``nn.Dropout`` ("nn.Dropout") or ``FastDropout``."""
     from torch import nn
 
     from contrastkit.encoders import sasrec
-    from contrastkit.encoders.dropout import FastDropout
 
-    sasrec.FastDropout = nn.Dropout if name == "nn.Dropout" else FastDropout
-    try:
-        yield
-    finally:
-        sasrec.FastDropout = FastDropout
+    if name != "nn.Dropout":
+        return nullcontext()
+    return mock.patch.object(sasrec, "FastDropout", nn.Dropout)
 
 
-@contextmanager
-def groups_version(name: str) -> Iterator[None]:
+def groups_version(name: str) -> AbstractContextManager:
     """Steps inside encode large batches in 8 length groups ("8 groups") or in one group per
     ``GROUP_ROWS`` rows ("GROUP_ROWS")."""
     from contrastkit.recipes import seqrec
 
-    shipped = seqrec.GROUP_ROWS
-    seqrec.GROUP_ROWS = 10**9 if name == "8 groups" else shipped
-    try:
-        yield
-    finally:
-        seqrec.GROUP_ROWS = shipped
+    if name != "8 groups":
+        return nullcontext()
+    return mock.patch.object(seqrec, "GROUP_ROWS", 10**9)  # max(8, B // GROUP_ROWS) = 8
 
 
-@contextmanager
-def neighbours_version(name: str) -> Iterator[None]:
+def neighbours_version(name: str) -> AbstractContextManager:
     """SRA-CL steps inside find their pairs' neighbour users by a ``[B, users]`` similarity
     every step ("per step", as before) or look them up in the table made once ("table")."""
     from contrastkit.recipes.seqrec import SeqRecTask
 
-    shipped = SeqRecTask.step_neighbours
-    if name == "per step":
-        SeqRecTask.step_neighbours = lambda self, inputs, users, indices: self.neighbour_users(
-            inputs, users
-        )[1]
-    try:
-        yield
-    finally:
-        SeqRecTask.step_neighbours = shipped
+    if name != "per step":
+        return nullcontext()
+
+    def per_step(self, inputs, users, indices):
+        return self.neighbour_users(inputs, users)[1]
+
+    return mock.patch.object(SeqRecTask, "step_neighbours", per_step)
 
 
 # comparison -> (its two versions, before and after; the context that selects one; the
 # methods whose steps it changes, the first ones the default)
-COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[str], object], tuple[str, ...]]] = {
+COMPARISONS: dict[
+    str, tuple[tuple[str, str], Callable[[str], AbstractContextManager], tuple[str, ...]]
+] = {
     "dropout": (
         ("nn.Dropout", "FastDropout"),
         dropout_version,
