@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 from pathlib import Path
 
 from _runs import (
@@ -100,7 +99,16 @@ def run_folder(dataset: str, label: str, seed: int | None = None) -> Path:
     return RUNS / (f"{dataset}_{label}" if seed is None else f"{dataset}_{label}_s{seed}")
 
 
-SEEDED = re.compile(r"_s(\d+)$")  # a run folder of a seed other than its config's
+def folder_kind(record: dict) -> str | None:
+    """``"config"`` for a record of ``<dataset>_<label>`` (the config's seed), ``"seeded"`` for
+    ``<dataset>_<label>_s<seed>`` (:func:`run_folder`, its own seed), else ``None`` (a copy or
+    another folder)."""
+    base = f"{record['dataset']}_{record.get('label', record['method'])}"
+    if record.get("run") == base:
+        return "config"
+    if record.get("run") == f"{base}_s{record.get('seed')}":
+        return "seeded"
+    return None
 
 
 def run(dataset: str, method: str, overrides: list[str], seed: int | None = None) -> Path | None:
@@ -484,8 +492,8 @@ def table(records: list[dict]) -> str:
         m, u, p = r["metrics"], r.get("metrics_unfiltered") or {}, r["published"]
         published = f"{p['HR@20']:.4f} / {p['NDCG@20']:.4f}" if p else "—"
         running = "" if r.get("finished", True) else " (running)"
-        seeded = SEEDED.search(r["run"]) if "run" in r else None
-        name = r.get("label", r["method"]) + (f" (seed {seeded.group(1)})" if seeded else "")
+        seeded = folder_kind(r) == "seeded"
+        name = r.get("label", r["method"]) + (f" (seed {r['seed']})" if seeded else "")
         lines.append(
             f"| {r['dataset']} | {name} | {m.get('HR@20', nan):.4f} | "
             f"{m.get('NDCG@20', nan):.4f} | {u.get('HR@20', nan):.4f} | "
@@ -503,10 +511,7 @@ def seed_summary(records: list[dict]) -> str:
     ``<dataset>_<label>_s<seed>`` only; ``""`` when none has."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
-        base = f"{r['dataset']}_{r.get('label', r['method'])}"
-        if not (r.get("finished", True) and "seed" in r):
-            continue
-        if r["run"] in (base, f"{base}_s{r['seed']}"):  # not copies or other folders
+        if r.get("finished", True) and "seed" in r and folder_kind(r):  # not copies
             groups.setdefault((r["dataset"], r.get("label", r["method"])), []).append(r)
     groups = {key: runs for key, runs in groups.items() if len({r["seed"] for r in runs}) > 1}
     if not groups:
