@@ -205,7 +205,12 @@ def collect_runs(
     earlier ``results`` file (matched by the record's ``run``), else those noted in the run
     folder (:func:`note_command`); without either both are :data:`UNKNOWN` rather than this
     invocation's (which did not train it). ``record`` may return ``None`` to skip a folder
-    (another recipe's run)."""
+    (another recipe's run).
+
+    A record of the earlier ``results`` file whose run folder is not on this machine (a fresh
+    checkout: ``runs/`` is not in git) is kept as it was, marked ``"folder_absent": true``,
+    instead of vanishing from the table; once that folder exists again (the run retrained),
+    the folder's state replaces the old record."""
     previous = {}
     if results.is_file():
         previous = {r["run"]: r for r in json.loads(results.read_text()) if "run" in r}
@@ -220,4 +225,7 @@ def collect_runs(
             old = previous.get(rec["run"], fallback)
             rec["command"], rec["device"] = old["command"], old["device"]
         records.append(rec)
+    for name, old in previous.items():
+        if not (runs / name).exists():
+            records.append({**old, "folder_absent": True})
     return records

@@ -23,6 +23,10 @@ earlier command), ``benchmarks/results/seqrec.md``, and ``seqrec_curves_<dataset
 compares every two runs of a dataset on the same test users (best-valid weights, every item
 ranked): the differences in HR@20 / NDCG@20 with 95 % paired-bootstrap intervals
 (``benchmarks/results/seqrec_paired.json`` and ``.md``).
+
+``runs/`` is not in git: on a fresh checkout, the records and pairs of runs whose folders are
+absent stay in the results files as they were (marked ``folder_absent``; an unfinished one is
+"(stopped)" in the tables) until a folder of that name exists again.
 """
 
 from __future__ import annotations
@@ -268,11 +272,13 @@ def unfiltered_test_metrics(run_dir: Path) -> dict:
 def plot_curves() -> list[Path]:
     """One PNG per dataset, ``seqrec_curves_<dataset>.png``: validation NDCG@20 against epochs
     (early stopping watches validation MRR), a line per run folder, finished or not. The final
-    line of a finished run (the best weights re-evaluated, with the test metrics) is left out."""
+    line of a finished run (the best weights re-evaluated, with the test metrics) is left out.
+    The series are also written to ``seqrec_curves.json``; a series there whose run folder is
+    not on this machine (a fresh checkout) is kept and drawn, like the tables' records."""
     from contrastkit.eval import plot_overlaid_curves
     from contrastkit.train.config import load_config
 
-    by_dataset: dict[str, dict[str, tuple[list, list]]] = {}
+    curves = []
     for saved in sorted(RUNS.glob("*/config.yaml")):
         config = load_config(saved)
         if config.recipe != "seqrec":
@@ -283,11 +289,25 @@ def plot_curves() -> list[Path]:
             if "valid_NDCG@20" in r and not any(k.startswith("test_") for k in r)
         ]
         if rows:
-            series = by_dataset.setdefault(config.seqrec.dataset, {})
-            series[saved.parent.name] = (
-                [r["epoch"] for r in rows],
-                [r["valid_NDCG@20"] for r in rows],
+            curves.append(
+                {
+                    "run": saved.parent.name,
+                    "dataset": config.seqrec.dataset,
+                    "epoch": [r["epoch"] for r in rows],
+                    "valid_NDCG@20": [r["valid_NDCG@20"] for r in rows],
+                }
             )
+    saved_curves = RESULTS / "seqrec_curves.json"
+    if saved_curves.is_file():
+        curves += [
+            c for c in json.loads(saved_curves.read_text()) if not (RUNS / c["run"]).exists()
+        ]
+    curves.sort(key=lambda c: c["run"])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    saved_curves.write_text(json.dumps(curves) + "\n")
+    by_dataset: dict[str, dict[str, tuple[list, list]]] = {}
+    for c in curves:
+        by_dataset.setdefault(c["dataset"], {})[c["run"]] = (c["epoch"], c["valid_NDCG@20"])
     written = []
     for dataset, series in sorted(by_dataset.items()):
         path = RESULTS / f"seqrec_curves_{dataset}.png"
@@ -444,6 +464,21 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
     return records
 
 
+def kept_pairs(path: Path, datasets: list[str]) -> list[dict]:
+    """The pairs of ``datasets`` in the earlier ``--paired`` results at ``path`` that cannot be
+    scored again here because neither run folder is on this machine (a fresh checkout:
+    ``runs/`` is not in git), marked ``"folders_absent": [true, true]``. A pair with a folder
+    here is left out: that folder's run was trained again, so the old pair is stale, and
+    :func:`paired_comparison` scores it anew when both folders are here."""
+    if not path.is_file():
+        return []
+    return [
+        {**record, "folders_absent": [True, True]}
+        for record in json.loads(path.read_text())
+        if record["dataset"] in datasets and not any((RUNS / n).exists() for n in record["runs"])
+    ]
+
+
 def paired_table(records: list[dict]) -> str:
     """Markdown: one row per pair, ``a - b`` in HR@20 and NDCG@20 (relative to ``b``) with the
     95 % paired-bootstrap interval; "yes" where the interval excludes 0."""
@@ -453,9 +488,10 @@ def paired_table(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
+        absent = r.get("folders_absent", [False, False])
         names = [
-            f"{label}{'' if done else ' (running)'}"
-            for label, done in zip((r["a"], r["b"]), r["finished"], strict=True)
+            label + run_state(done, gone)
+            for label, done, gone in zip((r["a"], r["b"]), r["finished"], absent, strict=True)
         ]
         cells = []
         for metric in PAIRED_METRICS:
@@ -478,6 +514,16 @@ def paired_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_state(finished: bool, folder_absent: bool) -> str:
+    """What a table adds to the name of a run: nothing when it finished, ``" (running)"``
+    while its folder is here (best-valid weights so far), ``" (stopped)"`` for an unfinished
+    run whose folder is not on this machine (its record kept from an earlier results file:
+    it cannot resume here)."""
+    if finished:
+        return ""
+    return " (stopped)" if folder_absent else " (running)"
+
+
 def table(records: list[dict]) -> str:
     """Markdown: test HR@20 / NDCG@20 with each user's history excluded ("filtered") and with
     every item ranked ("all items", the protocol of the published numbers)."""
@@ -491,7 +537,7 @@ def table(records: list[dict]) -> str:
     for r in records:
         m, u, p = r["metrics"], r.get("metrics_unfiltered") or {}, r["published"]
         published = f"{p['HR@20']:.4f} / {p['NDCG@20']:.4f}" if p else "—"
-        running = "" if r.get("finished", True) else " (running)"
+        running = run_state(r.get("finished", True), r.get("folder_absent", False))
         seeded = folder_kind(r) == "seeded"
         name = r.get("label", r["method"]) + (f" (seed {r['seed']})" if seeded else "")
         lines.append(
@@ -597,6 +643,8 @@ def main() -> int:
         parser.error("no config " + ", ".join(missing))
     if args.paired:
         records = paired_comparison(args.datasets, command)
+        records += kept_pairs(RESULTS / "seqrec_paired.json", args.datasets)
+        records.sort(key=lambda r: args.datasets.index(r["dataset"]))  # stable: new rows first
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "seqrec_paired.json").write_text(json.dumps(records, indent=2) + "\n")
         (RESULTS / "seqrec_paired.md").write_text(paired_table(records) + "\n")
@@ -618,6 +666,7 @@ def main() -> int:
     records = collect_runs(RUNS, RESULTS / "seqrec.json", run_record, command, trained)
     if args.unfinished:
         records += collect_unfinished(command)
+    records.sort(key=lambda r: (not r.get("finished", True), r["run"]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "seqrec.json").write_text(json.dumps(records, indent=2) + "\n")
     (RESULTS / "seqrec.md").write_text(results_markdown(records) + "\n")

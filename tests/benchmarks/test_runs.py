@@ -111,3 +111,26 @@ def test_train_in_chain_resumes_skips_busy_runs_and_notes_the_command(tmp_path):
         raise RunFolderBusyError("taken meanwhile")
 
     assert train_in_chain(out, "run", taken) is None
+
+
+def test_a_record_whose_folder_is_gone_is_kept_and_marked(tmp_path):
+    """A fresh checkout has no ``runs/``: the earlier results file's records stay (marked
+    ``folder_absent``) instead of vanishing; a folder that exists again decides instead."""
+    runs = tmp_path / "runs"
+    results = tmp_path / "results.json"
+    old = [
+        {"run": "gone", "command": "python bench.py --methods gone", "device": "cpu", "x": 1},
+        {"run": "back", "command": "python bench.py --methods back", "device": "cpu", "x": 2},
+        {"run": "running", "command": "python bench.py", "device": "cpu", "x": 3},
+    ]
+    results.write_text(json.dumps(old))
+    _finished(runs / "back", "back")
+    (runs / "running").mkdir()  # trained again, not finished yet: its old record is stale
+    records = {r["run"]: r for r in collect_runs(runs, results, _record, "python c.py", set())}
+    assert records["gone"] == {**old[0], "folder_absent": True}
+    assert records["back"] == {
+        "run": "back",
+        "command": "python bench.py --methods back",  # the earlier record's command
+        "device": "cpu",
+    }
+    assert "running" not in records

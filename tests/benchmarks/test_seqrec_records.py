@@ -209,3 +209,102 @@ def test_seeds_and_a_seed_override_are_refused_together(bench, monkeypatch, caps
     with pytest.raises(SystemExit):
         bench.main()
     assert "--seeds must be non-negative" in capsys.readouterr().err
+
+
+def test_runs_whose_folders_are_gone_keep_their_rows_as_stopped(tmp_path, bench, monkeypatch):
+    """On a fresh checkout (no ``runs/``) the earlier results' rows stay: an unfinished run is
+    "(stopped)", not "(running)", in both tables, and the records sort finished first; earlier
+    pairs are kept only while neither of their folders is here (else they are stale)."""
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(bench, "RUNS", runs)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(bench, "plot_curves", lambda: [])
+    metrics = {"HR@20": 0.1, "NDCG@20": 0.05}
+    base = {"split": "test", "metrics": metrics, "metrics_unfiltered": metrics, "published": None}
+    earlier = [
+        {
+            **base,
+            "run": "file_mclrec",
+            "dataset": "file",
+            "method": "mclrec",
+            "finished": False,
+            "best_epoch": 4,
+            "epochs": 5,
+            "seconds_per_epoch": None,
+            "command": "a",
+            "device": "d",
+        },
+        {
+            **base,
+            "run": "file_sasrec",
+            "dataset": "file",
+            "method": "sasrec",
+            "best_epoch": 3,
+            "epochs": 8,
+            "seconds_per_epoch": 9.0,
+            "command": "b",
+            "device": "d",
+        },
+    ]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "seqrec.json").write_text(json.dumps(earlier))
+    monkeypatch.setattr(sys, "argv", ["seqrec.py", "--datasets", "file", "--collect"])
+    monkeypatch.setattr(bench, "config_path", lambda *key: tmp_path / "x.yaml")
+    (tmp_path / "x.yaml").write_text("")
+    assert bench.main() == 0
+    records = json.loads((tmp_path / "results" / "seqrec.json").read_text())
+    assert [r["run"] for r in records] == ["file_sasrec", "file_mclrec"]  # finished first
+    assert all(r["folder_absent"] for r in records)
+    rows = bench.table(records).splitlines()[2:]
+    assert rows[0].endswith("| 3 / 8 | 9.0 |") and rows[1].endswith("| 4 / 5 (stopped) | — |")
+    assert bench.run_state(False, False) == " (running)" and bench.run_state(True, True) == ""
+
+    pair = {
+        "dataset": "file",
+        "a": "mclrec",
+        "b": "sasrec",
+        "finished": [False, True],
+        "runs": ["file_mclrec", "file_sasrec"],
+    }
+    paired = tmp_path / "results" / "seqrec_paired.json"
+    paired.write_text(json.dumps([pair, {**pair, "dataset": "other"}]))
+    kept = bench.kept_pairs(paired, ["file"])
+    assert kept == [{**pair, "folders_absent": [True, True]}]
+    side = {
+        "a": 0.1,
+        "b": 0.1,
+        "difference": 0.0,
+        "interval": [-0.01, 0.01],
+        "relative": 0.0,
+        "relative_interval": [-0.1, 0.1],
+        "resolved": False,
+    }
+    row = bench.paired_table([{**kept[0], "HR@20": side, "NDCG@20": side}]).splitlines()[2]
+    assert row.startswith("| file | mclrec (stopped) − sasrec | ")
+    (runs / "file_sasrec").mkdir(parents=True)  # trained again: the old pair is stale
+    assert bench.kept_pairs(paired, ["file"]) == []
+
+
+def test_curves_of_runs_whose_folders_are_gone_are_kept(tmp_path, bench, monkeypatch):
+    """``seqrec_curves.json`` keeps the series of a run folder that is not here and draws it
+    beside the folders' own; a folder that is here replaces its earlier series."""
+    path, attr = _write_dataset(tmp_path)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    monkeypatch.setattr(bench, "RUNS", runs)
+    monkeypatch.setattr(bench, "RESULTS", results)
+    run = runs / "file_sasrec"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(_config(path, attr, "sasrec").to_yaml())
+    rows = [{"epoch": e, "valid_NDCG@20": 0.1 * e} for e in (1, 2)]
+    rows.append({"epoch": 2, "valid_NDCG@20": 0.2, "test_NDCG@20": 0.3})  # the final line
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gone = {"run": "file_mclrec", "dataset": "file", "epoch": [1], "valid_NDCG@20": [0.05]}
+    stale = {"run": "file_sasrec", "dataset": "file", "epoch": [1], "valid_NDCG@20": [0.9]}
+    results.mkdir()
+    (results / "seqrec_curves.json").write_text(json.dumps([gone, stale]))
+    assert bench.plot_curves() == [results / "seqrec_curves_file.png"]
+    assert (results / "seqrec_curves_file.png").stat().st_size > 0
+    assert json.loads((results / "seqrec_curves.json").read_text()) == [
+        gone,
+        {"run": "file_sasrec", "dataset": "file", "epoch": [1, 2], "valid_NDCG@20": [0.1, 0.2]},
+    ]
