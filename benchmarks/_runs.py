@@ -225,7 +225,18 @@ def collect_runs(
             old = previous.get(rec["run"], fallback)
             rec["command"], rec["device"] = old["command"], old["device"]
         records.append(rec)
-    for name, old in previous.items():
-        if not (runs / name).exists():
-            records.append({**old, "folder_absent": True})
-    return records
+    return records + absent_folder_records(results, runs)
+
+
+def absent_folder_records(path: Path, runs: Path) -> list[dict]:
+    """The records of the JSON list at ``path`` (if any) whose run folder ``runs/<run>`` is not
+    on this machine, marked ``"folder_absent": true``. ``runs/`` is not in git, so a fresh
+    checkout has none of the folders behind the committed results: a script rewriting a
+    results file from its run folders keeps these records rather than dropping them."""
+    if not path.is_file():
+        return []
+    return [
+        {**r, "folder_absent": True}
+        for r in json.loads(path.read_text())
+        if "run" in r and not (runs / r["run"]).exists()
+    ]

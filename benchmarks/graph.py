@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from _runs import (
+    absent_folder_records,
     accelerator_kind,
     add_set_argument,
     collect_runs,
@@ -382,7 +383,7 @@ def main() -> int:
     records = collect_runs(RUNS, RESULTS / "graph.json", run_record, command, trained)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "graph.json").write_text(json.dumps(records, indent=2) + "\n")
-    curves = curve_records()
+    curves = curve_records() + absent_folder_records(RESULTS / "graph_curves.json", RUNS)
     (RESULTS / "graph_curves.json").write_text(json.dumps(curves, indent=1) + "\n")
     plot_curves(curves)
     for dataset in sorted({c["dataset"] for c in curves}):

@@ -37,6 +37,7 @@ import platform
 from pathlib import Path
 
 from _runs import (
+    absent_folder_records,
     accelerator_kind,
     add_set_argument,
     collect_runs,
@@ -298,10 +299,7 @@ def plot_curves() -> list[Path]:
                 }
             )
     saved_curves = RESULTS / "seqrec_curves.json"
-    if saved_curves.is_file():
-        curves += [
-            c for c in json.loads(saved_curves.read_text()) if not (RUNS / c["run"]).exists()
-        ]
+    curves += absent_folder_records(saved_curves, RUNS)
     curves.sort(key=lambda c: c["run"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     saved_curves.write_text(json.dumps(curves) + "\n")

@@ -305,6 +305,6 @@ def test_curves_of_runs_whose_folders_are_gone_are_kept(tmp_path, bench, monkeyp
     assert bench.plot_curves() == [results / "seqrec_curves_file.png"]
     assert (results / "seqrec_curves_file.png").stat().st_size > 0
     assert json.loads((results / "seqrec_curves.json").read_text()) == [
-        gone,
+        {**gone, "folder_absent": True},
         {"run": "file_sasrec", "dataset": "file", "epoch": [1, 2], "valid_NDCG@20": [0.1, 0.2]},
     ]
