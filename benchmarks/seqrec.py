@@ -22,7 +22,8 @@ earlier command), ``benchmarks/results/seqrec.md``, and ``seqrec_curves_<dataset
 (validation NDCG@20 against epochs of every run folder, finished or not). ``--paired`` instead
 compares every two runs of a dataset on the same test users (best-valid weights, every item
 ranked): the differences in HR@20 / NDCG@20 with 95 % paired-bootstrap intervals
-(``benchmarks/results/seqrec_paired.json`` and ``.md``).
+(``benchmarks/results/seqrec_paired.json`` and ``.md``; each run's per-user top-20 places in
+``seqrec_per_user.json``).
 
 ``runs/`` is not in git: on a fresh checkout, the records and pairs of runs whose folders are
 absent stay in the results files as they were (marked ``folder_absent``; an unfinished one is
@@ -35,6 +36,7 @@ import argparse
 import json
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from _runs import (
     absent_folder_records,
@@ -52,6 +54,9 @@ from _runs import (
     train_in_chain,
     write_merged,
 )
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -359,6 +364,38 @@ def collect_unfinished(command: str) -> list[dict]:
 
 
 PAIRED_METRICS = ("HR@20", "NDCG@20")
+PER_USER = "seqrec_per_user.json"  # in RESULTS: per scored run, each test user's top-20 place
+PLACES = "0123456789abcdefghijk"  # one character per user: 0 a miss, else the 1-based place
+
+
+def encode_places(per_user: dict[str, Tensor]) -> str:
+    """Each test user's 1-based place of the target in the top 20 (``0``: not in it), one
+    character of :data:`PLACES` per user, from the per-user ``HR@20`` and ``NDCG@20``
+    (``NDCG@20 = 1 / log2(place + 1)``); :func:`decode_places` gives both back. ``ValueError``
+    when the two disagree (a hit without a place in 1..20, or the reverse)."""
+    import math
+
+    places = []
+    for hit, ndcg in zip(per_user["HR@20"].tolist(), per_user["NDCG@20"].tolist(), strict=True):
+        place = round(2 ** (1 / ndcg) - 1) if ndcg > 0 else 0
+        if (
+            bool(hit) != (place > 0)
+            or place > 20
+            or (place and abs(1 / math.log2(place + 1) - ndcg) > 1e-9)
+        ):
+            raise ValueError(f"encode_places: HR@20 {hit} and NDCG@20 {ndcg} disagree")
+        places.append(PLACES[place])
+    return "".join(places)
+
+
+def decode_places(places: str) -> dict[str, Tensor]:
+    """The float64 per-user ``HR@20`` and ``NDCG@20`` of :func:`encode_places`'s string."""
+    import torch
+
+    place = torch.tensor([PLACES.index(c) for c in places], dtype=torch.float64)
+    hit = place > 0
+    ndcg = torch.where(hit, 1.0 / torch.log2(place.clamp(min=1) + 1), torch.zeros_like(place))
+    return {"HR@20": hit.double(), "NDCG@20": ndcg}
 
 
 def _best_epoch(run_dir: Path) -> int | None:
@@ -388,7 +425,12 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
     published protocol), and :func:`contrastkit.eval.paired_bootstrap` of the difference
     (``samples`` resamples, 95 %). Rows follow the published order of the methods, then the
     variants; each pair appears once (the later method minus the earlier one). Only the
-    config's-seed folder of each method takes part (``_s<seed>`` folders do not)."""
+    config's-seed folder of each method takes part (``_s<seed>`` folders do not).
+
+    Each scored run's per-user values are also kept in ``seqrec_per_user.json``
+    (:func:`encode_places`, about one byte per test user), so that a run whose folder is not
+    on this machine (a fresh checkout: ``runs/`` is not in git) is still compared, marked in
+    the pair's ``"folders_absent"``; a folder that is here is always scored anew."""
     from contrastkit.eval import paired_bootstrap
     from contrastkit.recipes.reporting import load_run_task
     from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
@@ -415,17 +457,21 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
             best_epoch = _best_epoch(best.parent)
             task, _ = load_run_task(best.parent, "seqrec", build, "best")
             per_user = task.per_user_metrics("test", exclude_history=False)
-            runs.append(
-                {
-                    "label": label,
-                    "run": best.parent.name,
-                    "finished": finished,
-                    "best_epoch": best_epoch,
-                    "test_users": _test_users(task.split),
-                    "values": {m: per_user[m] for m in PAIRED_METRICS},
-                }
-            )
+            scored = {
+                "run": best.parent.name,
+                "dataset": dataset,
+                "label": label,
+                "finished": finished,
+                "best_epoch": best_epoch,
+                "test_users": _test_users(task.split),
+                "places": encode_places(per_user),
+            }
+            write_merged(RESULTS / PER_USER, [scored], lambda r: r["run"])
+            runs.append({**scored, "values": {m: per_user[m] for m in PAIRED_METRICS}})
             print(f"scored {best.parent.name}", flush=True)
+        for kept in absent_folder_records(RESULTS / PER_USER, RUNS):
+            if kept["dataset"] == dataset:  # scored earlier; its folder is not here
+                runs.append({**kept, "values": decode_places(kept["places"])})
         runs.sort(key=lambda r: rank.get(r["label"], len(rank)))
         for i, first in enumerate(runs):
             for second in runs[i + 1 :]:
@@ -438,6 +484,10 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
                     "b": first["label"],
                     "runs": [second["run"], first["run"]],
                     "finished": [second["finished"], first["finished"]],
+                    "folders_absent": [
+                        second.get("folder_absent", False),
+                        first.get("folder_absent", False),
+                    ],
                     "best_epochs": [second["best_epoch"], first["best_epoch"]],
                     "users": int(first["values"]["HR@20"].numel()),
                     "protocol": "test, every item ranked, best-valid weights",
@@ -641,7 +691,12 @@ def main() -> int:
         parser.error("no config " + ", ".join(missing))
     if args.paired:
         records = paired_comparison(args.datasets, command)
-        records += kept_pairs(RESULTS / "seqrec_paired.json", args.datasets)
+        scored = {tuple(r["runs"]) for r in records}
+        records += [
+            r
+            for r in kept_pairs(RESULTS / "seqrec_paired.json", args.datasets)
+            if tuple(r["runs"]) not in scored
+        ]
         records.sort(key=lambda r: args.datasets.index(r["dataset"]))  # stable: new rows first
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "seqrec_paired.json").write_text(json.dumps(records, indent=2) + "\n")

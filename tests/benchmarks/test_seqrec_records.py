@@ -118,6 +118,7 @@ def test_paired_comparison_of_two_tiny_runs(tmp_path, bench, monkeypatch):
     path, attr = _write_dataset(tmp_path)
     runs = tmp_path / "runs"
     monkeypatch.setattr(bench, "RUNS", runs)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
     summaries = {}
     for method in ("sasrec", "cl4srec"):
         config = _config(path, attr, method, "train.epochs=2")
@@ -139,6 +140,18 @@ def test_paired_comparison_of_two_tiny_runs(tmp_path, bench, monkeypatch):
         summaries["cl4srec"]["best_epoch"],
         summaries["sasrec"]["best_epoch"],
     ]
+
+    # the per-user places are kept: a run whose folder is gone is still compared
+    stored = json.loads((tmp_path / "results" / "seqrec_per_user.json").read_text())
+    assert [s["run"] for s in stored] == ["file_cl4srec", "file_sasrec"]
+    shutil.move(runs / "file_sasrec", tmp_path / "moved")
+    (again,) = bench.paired_comparison(["file"], "c", 500)
+    assert again["folders_absent"] == [False, True] and r["folders_absent"] == [False, False]
+    for metric in ("HR@20", "NDCG@20"):
+        assert again[metric]["a"] == pytest.approx(r[metric]["a"], abs=1e-12)
+        assert again[metric]["b"] == pytest.approx(r[metric]["b"], abs=1e-12)
+    assert "| file | cl4srec (running) − sasrec | " in bench.paired_table([again])
+    shutil.move(tmp_path / "moved", runs / "file_sasrec")
 
     shutil.copytree(runs / "file_sasrec", runs / "file_sasrec_bce")  # same weights, ce: skipped
     (runs / "file_copy").mkdir()  # weights without a config.yaml: not a run, skipped
@@ -308,3 +321,20 @@ def test_curves_of_runs_whose_folders_are_gone_are_kept(tmp_path, bench, monkeyp
         {**gone, "folder_absent": True},
         {"run": "file_sasrec", "dataset": "file", "epoch": [1, 2], "valid_NDCG@20": [0.1, 0.2]},
     ]
+
+
+def test_places_give_back_the_per_user_hits_and_ndcg(bench):
+    import torch
+
+    place = torch.tensor([0, 1, 2, 7, 20, 0], dtype=torch.float64)
+    hit = (place > 0).double()
+    ndcg = torch.where(place > 0, 1 / torch.log2(place.clamp(min=1) + 1), 0.0)
+    text = bench.encode_places({"HR@20": hit, "NDCG@20": ndcg})
+    assert text == "0127k0"  # 20 is k, the last character
+    back = bench.decode_places(text)
+    assert torch.equal(back["HR@20"], hit)
+    assert torch.allclose(back["NDCG@20"], ndcg, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="disagree"):  # a hit without a place
+        bench.encode_places({"HR@20": hit, "NDCG@20": torch.zeros(6, dtype=torch.float64)})
+    with pytest.raises(ValueError, match="disagree"):  # not 1 / log2 of a place
+        bench.encode_places({"HR@20": hit[:2], "NDCG@20": torch.tensor([0.0, 0.9])})
