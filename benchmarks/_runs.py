@@ -209,8 +209,9 @@ def collect_runs(
 
     A record of the earlier ``results`` file whose run folder is not on this machine (a fresh
     checkout: ``runs/`` is not in git) is kept as it was, marked ``"folder_absent": true``,
-    instead of vanishing from the table; once that folder exists again (the run retrained),
-    the folder's state replaces the old record."""
+    instead of vanishing from the table (:func:`absent_folder_records`). Once a folder of that
+    name exists again, the old record is dropped: the folder is collected if it finished (and
+    by a script's own rule for unfinished runs, if it has one)."""
     previous = {}
     if results.is_file():
         previous = {r["run"]: r for r in json.loads(results.read_text()) if "run" in r}
@@ -229,14 +230,16 @@ def collect_runs(
 
 
 def absent_folder_records(path: Path, runs: Path) -> list[dict]:
-    """The records of the JSON list at ``path`` (if any) whose run folder ``runs/<run>`` is not
-    on this machine, marked ``"folder_absent": true``. ``runs/`` is not in git, so a fresh
-    checkout has none of the folders behind the committed results: a script rewriting a
-    results file from its run folders keeps these records rather than dropping them."""
+    """The records of the JSON list at ``path`` (if any) whose run folder is not on this
+    machine, marked ``"folder_absent": true``. A record's ``run`` names its folder in ``runs``
+    by the last part (scripts write either the folder's name or its path from the repository
+    root). ``runs/`` is not in git, so a fresh checkout has none of the folders behind the
+    committed results: a script rewriting a results file from its run folders keeps these
+    records rather than dropping them."""
     if not path.is_file():
         return []
     return [
         {**r, "folder_absent": True}
         for r in json.loads(path.read_text())
-        if "run" in r and not (runs / r["run"]).exists()
+        if "run" in r and not (runs / Path(r["run"]).name).exists()
     ]

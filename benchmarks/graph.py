@@ -261,7 +261,8 @@ def curve_table(curves: list[dict], dataset: str) -> str:
     """Markdown: test Recall@20 / NDCG@20 of every evaluation (rows: epochs) of the run
     folders of ``dataset`` without a ``_s<seed>`` suffix (all of them if every one has one;
     columns: runs, named without the dataset prefix), ``—`` where a run did not evaluate; the
-    last row is each run's epochs so far and whether it finished."""
+    last row is each run's epochs so far and whether it finished, or stopped unfinished (its
+    folder is not on this machine, :func:`absent_folder_records`)."""
     runs = [c for c in curves if c["dataset"] == dataset]
     runs = [c for c in runs if not re.search(r"_s\d+$", c["run"])] or runs
     names = [c["run"].removeprefix(f"{dataset}_") for c in runs]
@@ -277,7 +278,8 @@ def curve_table(curves: list[dict], dataset: str) -> str:
         row = [cells.get((name, epoch), "—") for name in names]
         lines.append(f"| {epoch} | " + " | ".join(row) + " |")
     status = [
-        f"{c['epochs_done']} / {c['config_epochs']}" + (" (finished)" if c["finished"] else "")
+        f"{c['epochs_done']} / {c['config_epochs']}"
+        + (" (finished)" if c["finished"] else " (stopped)" if c.get("folder_absent") else "")
         for c in runs
     ]
     lines.append("| epochs done | " + " | ".join(status) + " |")
@@ -384,6 +386,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "graph.json").write_text(json.dumps(records, indent=2) + "\n")
     curves = curve_records() + absent_folder_records(RESULTS / "graph_curves.json", RUNS)
+    curves.sort(key=lambda c: c["run"])
     (RESULTS / "graph_curves.json").write_text(json.dumps(curves, indent=1) + "\n")
     plot_curves(curves)
     for dataset in sorted({c["dataset"] for c in curves}):

@@ -19,7 +19,8 @@ gives the mean ± sample std over the seeds of each dataset and method. Writes
 ``benchmarks/results/seqrec.json`` (one record per run: dataset, method, split, metrics, epochs,
 seconds, seconds per epoch, device, command; a run not trained by this invocation keeps its
 earlier command), ``benchmarks/results/seqrec.md``, and ``seqrec_curves_<dataset>.png``
-(validation NDCG@20 against epochs of every run folder, finished or not). ``--paired`` instead
+(validation NDCG@20 against epochs of every run folder, finished or not; the series in
+``seqrec_curves.json``). ``--paired`` instead
 compares every two runs of a dataset on the same test users (best-valid weights, every item
 ranked): the differences in HR@20 / NDCG@20 with 95 % paired-bootstrap intervals
 (``benchmarks/results/seqrec_paired.json`` and ``.md``; each run's per-user top-20 places in
@@ -372,7 +373,8 @@ def encode_places(per_user: dict[str, Tensor]) -> str:
     """Each test user's 1-based place of the target in the top 20 (``0``: not in it), one
     character of :data:`PLACES` per user, from the per-user ``HR@20`` and ``NDCG@20``
     (``NDCG@20 = 1 / log2(place + 1)``); :func:`decode_places` gives both back. ``ValueError``
-    when the two disagree (a hit without a place in 1..20, or the reverse)."""
+    when the two disagree (a hit without a place in 1..20, or the reverse). The values must
+    be float64, as the evaluator gives them: the check allows 1e-9."""
     import math
 
     places = []
@@ -392,6 +394,8 @@ def decode_places(places: str) -> dict[str, Tensor]:
     """The float64 per-user ``HR@20`` and ``NDCG@20`` of :func:`encode_places`'s string."""
     import torch
 
+    if unknown := set(places) - set(PLACES):
+        raise ValueError(f"decode_places: characters {sorted(unknown)} are not places")
     place = torch.tensor([PLACES.index(c) for c in places], dtype=torch.float64)
     hit = place > 0
     ndcg = torch.where(hit, 1.0 / torch.log2(place.clamp(min=1) + 1), torch.zeros_like(place))
@@ -430,7 +434,10 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
     Each scored run's per-user values are also kept in ``seqrec_per_user.json``
     (:func:`encode_places`, about one byte per test user), so that a run whose folder is not
     on this machine (a fresh checkout: ``runs/`` is not in git) is still compared, marked in
-    the pair's ``"folders_absent"``; a folder that is here is always scored anew."""
+    the pair's ``"folders_absent"``; a run folder that is here with best weights is scored
+    anew, and one here without them (started again) takes no part (:func:`keep_places`).
+    The stored places are those of the last ``--paired``: run it before a folder may be lost
+    (a run that trained on after that is compared with its older best weights)."""
     from contrastkit.eval import paired_bootstrap
     from contrastkit.recipes.reporting import load_run_task
     from contrastkit.recipes.seqrec import SeqRecTask, load_sequences
@@ -439,8 +446,7 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
     def build(config, run_dir):
         return SeqRecTask(config, load_sequences(config.seqrec), run_dir)
 
-    rank = {label: k for k, label in enumerate(METHODS + tuple(VARIANTS))}
-    records = []
+    records, scored_now = [], []
     for dataset in datasets:
         runs = []
         for best in sorted(RUNS.glob(f"{dataset}_*/best.safetensors")):
@@ -466,13 +472,13 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
                 "test_users": _test_users(task.split),
                 "places": encode_places(per_user),
             }
-            write_merged(RESULTS / PER_USER, [scored], lambda r: r["run"])
+            scored_now.append(scored)
             runs.append({**scored, "values": {m: per_user[m] for m in PAIRED_METRICS}})
             print(f"scored {best.parent.name}", flush=True)
         for kept in absent_folder_records(RESULTS / PER_USER, RUNS):
             if kept["dataset"] == dataset:  # scored earlier; its folder is not here
                 runs.append({**kept, "values": decode_places(kept["places"])})
-        runs.sort(key=lambda r: rank.get(r["label"], len(rank)))
+        runs.sort(key=lambda r: method_rank(r["label"]))
         for i, first in enumerate(runs):
             for second in runs[i + 1 :]:
                 if second["test_users"] != first["test_users"]:  # e.g. another k_core
@@ -509,15 +515,39 @@ def paired_comparison(datasets: list[str], command: str, samples: int = 10_000) 
                         "samples": result.samples,
                     }
                 records.append(record)
+    keep_places(RESULTS / PER_USER, scored_now, datasets)
     return records
+
+
+def method_rank(label: str) -> int:
+    """A method's place in the published order (SASRec, CL4SRec, DuoRec, MCLRec, SRA-CL),
+    then the variants, then anything else."""
+    order = METHODS + tuple(VARIANTS)
+    return order.index(label) if label in order else len(order)
+
+
+def keep_places(path: Path, scored: list[dict], datasets: list[str]) -> None:
+    """Write the per-user places file: the runs ``scored`` now, the earlier entries of runs
+    whose folder is not here, and the earlier entries of other datasets. An earlier entry of
+    these ``datasets`` whose folder is here but was not scored (a run started again, without
+    best weights yet) is dropped: its places belong to weights that no longer exist."""
+    earlier = json.loads(path.read_text()) if path.is_file() else []
+    now = {r["run"] for r in scored}
+    kept = [
+        r
+        for r in earlier
+        if r["run"] not in now and (r["dataset"] not in datasets or not (RUNS / r["run"]).exists())
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sorted(kept + scored, key=lambda r: r["run"]), indent=1) + "\n")
 
 
 def kept_pairs(path: Path, datasets: list[str]) -> list[dict]:
     """The pairs of ``datasets`` in the earlier ``--paired`` results at ``path`` that cannot be
     scored again here because neither run folder is on this machine (a fresh checkout:
     ``runs/`` is not in git), marked ``"folders_absent": [true, true]``. A pair with a folder
-    here is left out: that folder's run was trained again, so the old pair is stale, and
-    :func:`paired_comparison` scores it anew when both folders are here."""
+    here is left out: :func:`paired_comparison` scores that folder again (the other run from
+    its stored places), or leaves it out if it has no best weights yet."""
     if not path.is_file():
         return []
     return [
@@ -525,6 +555,25 @@ def kept_pairs(path: Path, datasets: list[str]) -> list[dict]:
         for record in json.loads(path.read_text())
         if record["dataset"] in datasets and not any((RUNS / n).exists() for n in record["runs"])
     ]
+
+
+def merged_pairs(scored: list[dict], path: Path, datasets: list[str]) -> list[dict]:
+    """The rows of the paired results file to write: the pairs ``scored`` now, the earlier
+    pairs of ``datasets`` that could not be scored again (:func:`kept_pairs`), and the earlier
+    rows of other datasets unchanged; by dataset (in the earlier file's order, new ones last)
+    and the published order of the two methods."""
+    earlier = json.loads(path.read_text()) if path.is_file() else []
+    now = {tuple(r["runs"]) for r in scored}
+    rows = [
+        *scored,
+        *(r for r in kept_pairs(path, datasets) if tuple(r["runs"]) not in now),
+        *(r for r in earlier if r["dataset"] not in datasets),
+    ]
+    order = list(dict.fromkeys([r["dataset"] for r in earlier] + datasets))
+    return sorted(
+        rows,
+        key=lambda r: (order.index(r["dataset"]), method_rank(r["b"]), method_rank(r["a"])),
+    )
 
 
 def paired_table(records: list[dict]) -> str:
@@ -690,14 +739,11 @@ def main() -> int:
     if missing:  # before anything trains
         parser.error("no config " + ", ".join(missing))
     if args.paired:
-        records = paired_comparison(args.datasets, command)
-        scored = {tuple(r["runs"]) for r in records}
-        records += [
-            r
-            for r in kept_pairs(RESULTS / "seqrec_paired.json", args.datasets)
-            if tuple(r["runs"]) not in scored
-        ]
-        records.sort(key=lambda r: args.datasets.index(r["dataset"]))  # stable: new rows first
+        records = merged_pairs(
+            paired_comparison(args.datasets, command),
+            RESULTS / "seqrec_paired.json",
+            args.datasets,
+        )
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "seqrec_paired.json").write_text(json.dumps(records, indent=2) + "\n")
         (RESULTS / "seqrec_paired.md").write_text(paired_table(records) + "\n")

@@ -41,3 +41,12 @@ def test_curve_table_aligns_epochs_and_marks_missing_and_finished(bench):
     assert len(lines) == 5
     seeded_only = bench.curve_table([curves[2]], "gowalla").splitlines()
     assert seeded_only[0] == "| epoch | lightgcn_s1 |"  # all seeded: all shown
+
+
+def test_an_unfinished_curve_whose_folder_is_gone_is_marked_stopped(bench):
+    curves = [
+        {**_curve("gowalla_lightgcl", [(1, 0.1, 0.05)], 7, 100), "folder_absent": True},
+        {**_curve("gowalla_sgl", [(1, 0.2, 0.1)], 3, 20, finished=True), "folder_absent": True},
+    ]
+    last = bench.curve_table(curves, "gowalla").splitlines()[-1]
+    assert last == "| epochs done | 7 / 100 (stopped) | 3 / 20 (finished) |"

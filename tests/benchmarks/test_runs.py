@@ -134,3 +134,23 @@ def test_a_record_whose_folder_is_gone_is_kept_and_marked(tmp_path):
         "device": "cpu",
     }
     assert "running" not in records
+
+
+def test_a_record_naming_its_folder_by_path_is_not_kept_twice(tmp_path):
+    """text.py and graph_nodes.py name a run by its path from the repository root
+    (``runs/text/x_s0``): a folder that is here is collected once, however often."""
+    runs = tmp_path / "runs" / "text"
+    results = tmp_path / "results.json"
+
+    def record(run_dir, command):
+        return {"run": f"runs/text/{run_dir.name}", "command": command, "device": "cpu"}
+
+    _finished(runs / "here_s0", "here")
+    results.write_text(json.dumps([{"run": "runs/text/gone_s0", "command": "c", "device": "d"}]))
+    for _ in range(3):
+        records = collect_runs(runs, results, record, "python c.py", set())
+        results.write_text(json.dumps(records))
+    assert [(r["run"], r.get("folder_absent", False)) for r in records] == [
+        ("runs/text/here_s0", False),
+        ("runs/text/gone_s0", True),
+    ]

@@ -177,6 +177,7 @@ def test_seeds_train_into_their_own_folders_and_are_summarised(tmp_path, bench, 
     )
     monkeypatch.setattr(bench, "config_path", lambda *key: config_file)
     monkeypatch.setattr(bench, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
     assert bench.run("file", "sasrec", [], 7) == tmp_path / "runs" / "file_sasrec"
     assert bench.run("file", "sasrec", [], 8) == tmp_path / "runs" / "file_sasrec_s8"
     saved = {
@@ -338,3 +339,67 @@ def test_places_give_back_the_per_user_hits_and_ndcg(bench):
         bench.encode_places({"HR@20": hit, "NDCG@20": torch.zeros(6, dtype=torch.float64)})
     with pytest.raises(ValueError, match="disagree"):  # not 1 / log2 of a place
         bench.encode_places({"HR@20": hit[:2], "NDCG@20": torch.tensor([0.0, 0.9])})
+
+
+def test_paired_rows_of_other_datasets_stay_and_rows_follow_the_published_order(tmp_path, bench):
+    """``--paired --datasets beauty`` rewrites beauty's rows only: toys' rows stay; a kept
+    pair that was scored again appears once; rows follow the published order of methods."""
+
+    def pair(dataset, a, b, **extra):
+        return {
+            "dataset": dataset,
+            "a": a,
+            "b": b,
+            "runs": [f"{dataset}_{a}", f"{dataset}_{b}"],
+            "finished": [True, True],
+            **extra,
+        }
+
+    path = tmp_path / "seqrec_paired.json"
+    earlier = [
+        pair("toys", "duorec", "sasrec"),
+        pair("beauty", "mclrec", "sasrec", old=True),  # scored again now
+        pair("beauty", "sra_cl", "cl4srec", old=True),  # both folders gone: kept
+    ]
+    path.write_text(json.dumps(earlier))
+    scored = [pair("beauty", "mclrec", "sasrec"), pair("beauty", "cl4srec", "sasrec")]
+    rows = bench.merged_pairs(scored, path, ["beauty"])
+    assert [(r["dataset"], r["a"], r["b"], r.get("old", False)) for r in rows] == [
+        ("toys", "duorec", "sasrec", False),
+        ("beauty", "cl4srec", "sasrec", False),
+        ("beauty", "mclrec", "sasrec", False),
+        ("beauty", "sra_cl", "cl4srec", True),
+    ]
+    assert rows[3]["folders_absent"] == [True, True] and "folders_absent" not in rows[0]
+
+
+def test_stored_places_of_a_restarted_folder_are_dropped(tmp_path, bench, monkeypatch):
+    """The places file keeps absent runs and other datasets' runs, replaces the runs scored
+    now, and drops a run of the scored datasets whose folder is here without best weights."""
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(bench, "RUNS", runs)
+    (runs / "beauty_duorec").mkdir(parents=True)  # started again, no best weights yet
+    (runs / "toys_sasrec").mkdir()  # another dataset's folder, not scored now
+    path = tmp_path / "seqrec_per_user.json"
+
+    def entry(run, places):
+        return {"run": run, "dataset": run.split("_")[0], "places": places}
+
+    path.write_text(
+        json.dumps(
+            [
+                entry("beauty_duorec", "1"),
+                entry("beauty_mclrec", "2"),
+                entry("beauty_sasrec", "3"),
+                entry("toys_sasrec", "4"),
+            ]
+        )
+    )
+    bench.keep_places(path, [entry("beauty_sasrec", "5")], ["beauty"])
+    assert json.loads(path.read_text()) == [
+        entry("beauty_mclrec", "2"),
+        entry("beauty_sasrec", "5"),
+        entry("toys_sasrec", "4"),
+    ]
+    with pytest.raises(ValueError, match="not places"):
+        bench.decode_places("12z")
