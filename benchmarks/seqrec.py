@@ -604,7 +604,8 @@ def paired_table(records: list[dict]) -> str:
         lines.append(f"| {r['dataset']} | {names[0]} − {names[1]} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Test split, every item ranked, best-valid weights (of running runs: the best so far), one "
+        "Test split, every item ranked, best-valid weights (of running runs: the best so far; of "
+        "stopped runs: the best they had reached), one "
         "training seed per method. The intervals are the test set's sampling noise only (not the "
         "spread between training seeds), 95 % each, not corrected for the number of pairs.",
     ]
